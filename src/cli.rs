@@ -1,0 +1,1 @@
+//! Command-line interface: `serve`, `check`, `explain`, `demo`, `healthcheck` and the admin commands.

@@ -1,0 +1,1 @@
+//! Discourse admin API client (user lookup by external id, log out, sync_sso) over the shared HTTP client.

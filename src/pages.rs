@@ -1,0 +1,1 @@
+//! HTML pages rendered with minijinja from the templates embedded at build time.

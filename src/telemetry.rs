@@ -1,0 +1,1 @@
+//! Logging setup (`tracing`, text or JSON) and request spans.

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real bridge against real peers started by the harness.
+
+mod support;
