@@ -1,1 +1,243 @@
-//! The running service: `AppState`, start-up (discovery, store, keys) and the HTTP server with graceful shutdown.
+//! The running service: the shared [`AppState`], start-up (HTTP client, cookie key, discovery
+//! with retry and backoff) and the HTTP server with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tower_cookies::{Cookies, Key};
+
+use crate::config::Config;
+use crate::discourse::connect::ConnectSecret;
+use crate::error::AppError;
+use crate::flow::{CookiePolicy, UsedStates, derive_cookie_key};
+use crate::mapping::Mapper;
+use crate::oidc::id_token::VerifiedIdToken;
+use crate::oidc::provider::Provider;
+use crate::pages::Pages;
+
+/// Everything a request handler needs. Cheap to clone: every field is shared.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub connect_secret: Arc<ConnectSecret>,
+    /// The one HTTP client: timeouts set, redirects never followed.
+    pub http: reqwest::Client,
+    /// Set once discovery has succeeded.
+    provider: Arc<OnceLock<Arc<Provider>>>,
+    pub cookie_key: Key,
+    pub cookie_policy: CookiePolicy,
+    pub used_states: Arc<UsedStates>,
+    pub pages: Arc<Pages>,
+    /// The active mapping; replaced as a whole on reload.
+    mapper: Arc<RwLock<Arc<Mapper>>>,
+    /// The forum's `/session/sso_login`, the only allowed `return_sso_url`.
+    pub sso_login_url: url::Url,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub discovery: bool,
+    pub config_sha256: String,
+}
+
+/// Builds the shared HTTP client: bounded timeouts, no redirects (SSRF and token leakage).
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("discourse-oidc-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl AppState {
+    /// Prepares the state from a validated configuration (no network access yet).
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let http = http_client(config.oidc.http_timeout).context("building the HTTP client")?;
+        let cookie_key = derive_cookie_key(&config.session.secret)
+            .map_err(|_| anyhow::anyhow!("deriving the cookie key"))?;
+        let mapper = Mapper::compile(&config.mapping, &config.groups, &config.access).map_err(
+            |problems| {
+                anyhow::anyhow!(
+                    "invalid mapping: {}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            },
+        )?;
+        let sso_login_url = config.sso_login_prefix();
+        Ok(Self {
+            connect_secret: Arc::new(ConnectSecret::new(&config.discourse.connect_secret)),
+            http,
+            provider: Arc::new(OnceLock::new()),
+            cookie_key,
+            cookie_policy: CookiePolicy {
+                secure: config.server.public_url.scheme() == "https",
+                max_age: config.session.login_timeout,
+            },
+            used_states: Arc::new(UsedStates::default()),
+            pages: Arc::new(Pages::new().context("compiling the page templates")?),
+            mapper: Arc::new(RwLock::new(Arc::new(mapper))),
+            sso_login_url,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The discovered provider, or "not ready" (503) while discovery is still running.
+    pub fn provider(&self) -> Result<Arc<Provider>, AppError> {
+        self.provider.get().cloned().ok_or(AppError::NotReady)
+    }
+
+    /// The active mapping rules.
+    pub fn mapper(&self) -> Arc<Mapper> {
+        match self.mapper.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in new mapping rules (live reload).
+    pub fn replace_mapper(&self, mapper: Mapper) {
+        match self.mapper.write() {
+            Ok(mut guard) => *guard = Arc::new(mapper),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(mapper),
+        }
+    }
+
+    /// Where the error pages' "back to the forum" link points: a fresh login at the forum.
+    pub fn forum_login_url(&self) -> String {
+        format!(
+            "{}/session/sso",
+            self.config.discourse.url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The readiness report.
+    pub fn readiness(&self) -> Readiness {
+        let discovery = self.provider.get().is_some();
+        Readiness {
+            ready: discovery,
+            discovery,
+            config_sha256: self.config.source.sha256.clone(),
+        }
+    }
+
+    /// Remembers what a back-channel logout will need to find this login again.
+    pub async fn record_login(
+        &self,
+        _issuer: &str,
+        _id_token: &VerifiedIdToken,
+        _external_id: &str,
+        _cookies: &Cookies,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) {
+    }
+
+    /// Runs discovery until it succeeds, backing off exponentially (1 s doubling, capped at
+    /// 60 s), and publishes the provider.
+    pub async fn discover_until_ready(&self) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match Provider::discover(
+                self.http.clone(),
+                &self.config.oidc,
+                &self.config.callback_url(),
+            )
+            .await
+            {
+                Ok(provider) => {
+                    tracing::info!(issuer = %provider.issuer().as_str(), "discovery succeeded");
+                    let _ = self.provider.set(Arc::new(provider));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "discovery failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+/// A bound, not yet serving bridge. Binding first lets callers (tests, `demo`) learn the port.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Prepares the state and binds the listen address from the config.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listen = config.server.listen;
+        let state = AppState::new(config)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let discovery = tokio::spawn({
+            let state = state.clone();
+            async move { state.discover_until_ready().await }
+        });
+        let router = crate::http::router(state);
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        discovery.abort();
+        served.context("serving HTTP")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

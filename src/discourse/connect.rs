@@ -199,3 +199,17 @@ impl Payload {
             )
     }
 }
+
+/// Placeholder until the codec lands (merged from the codec branch).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("signature mismatch")]
+    SignatureMismatch,
+}
+
+impl ConnectError {
+    /// True for a signature mismatch (403); everything else is malformed input (400).
+    pub fn is_bad_signature(&self) -> bool {
+        matches!(self, ConnectError::SignatureMismatch)
+    }
+}

@@ -1,3 +1,5 @@
 //! OpenID Connect relying party: provider metadata and keys, ID-token and logout-token validation.
 
+pub mod id_token;
 pub mod logout_token;
+pub mod provider;

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# discourse-oidc-bridge container image: multi-stage, locked release build, distroless non-root
+# runtime. The build command below is the same one CI's release check runs.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so source edits reuse the cached dependency layer.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs \
+ && echo '' > src/lib.rs \
+ && cargo fetch --locked
+COPY src ./src
+COPY templates ./templates
+RUN cargo build --release --locked --bin discourse-oidc-bridge \
+ && install -D target/release/discourse-oidc-bridge /out/discourse-oidc-bridge \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="discourse-oidc-bridge" \
+      org.opencontainers.image.description="OpenID Connect login for Discourse through DiscourseConnect, with back-channel logout relay" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/discourse-oidc-bridge"
+COPY --from=build /out/discourse-oidc-bridge /usr/local/bin/discourse-oidc-bridge
+COPY --from=build --chown=65532:65532 /out/data /data
+COPY config/bridge.example.toml /etc/discourse-oidc-bridge/bridge.example.toml
+USER 65532:65532
+WORKDIR /data
+ENV BRIDGE_CONFIG=/etc/discourse-oidc-bridge/bridge.toml \
+    BRIDGE_SERVER__LISTEN=0.0.0.0:8080 \
+    BRIDGE_STORE__PATH=/data
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/discourse-oidc-bridge", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/discourse-oidc-bridge"]
+CMD ["serve"]

@@ -1,0 +1,138 @@
+//! Middleware: request ids and spans, the single place errors become pages, security headers.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use rand::Rng as _;
+use tracing::Instrument as _;
+
+use crate::app::AppState;
+use crate::error::ErrorPage;
+
+/// The request id of the current request, in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Header carrying the request id in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Accepts a caller's id only if it is short and plain, so it cannot forge log lines.
+fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| text.to_owned())
+}
+
+fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::thread_rng().r#gen();
+    hex::encode(bytes)
+}
+
+/// Assigns the request id (from `X-Request-Id` or new), opens the request span, logs one line
+/// per request with route, status and latency, and returns the id in the response.
+pub async fn trace_request(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(acceptable_request_id)
+        .unwrap_or_else(new_request_id);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    // The path only: query strings carry sso/sig, codes and states.
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, latency_ms, "request handled"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Turns an [`ErrorPage`] attached by `AppError` into the rendered HTML page, logging the
+/// cause exactly once.
+pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let mut response = next.run(request).await;
+    let Some(page) = response.extensions_mut().remove::<ErrorPage>() else {
+        return response;
+    };
+    if page.status.is_server_error() {
+        tracing::error!(reason = page.reason, cause = %page.cause, "request failed");
+    } else {
+        tracing::warn!(reason = page.reason, cause = %page.cause, "request refused");
+    }
+    metrics::counter!("bridge_request_errors_total", "reason" => page.reason).increment(1);
+    let context = minijinja::context! {
+        title => page.title,
+        message => page.message,
+        contact => page.contact,
+        status => page.status.as_u16(),
+        request_id => request_id,
+        forum_login_url => state.forum_login_url(),
+    };
+    let body = match state.pages.render("error.html", context) {
+        Ok(html) => Html(html).into_response().into_body(),
+        Err(e) => {
+            tracing::error!(error = %e, "error page template failed");
+            Body::from(format!(
+                "{} (request id {request_id})\n",
+                page.title
+            ))
+        }
+    };
+    let mut rendered = Response::new(body);
+    *rendered.status_mut() = page.status;
+    rendered.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    rendered
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    rendered
+}
+
+/// Security headers on every response: no framing, no referrer (URLs carry one-time codes), a
+/// strict content policy for our own pages, HSTS when served over https.
+pub async fn security_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if state.config.server.public_url.scheme() == "https" {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}

@@ -1,0 +1,124 @@
+//! ID-token validation per OpenID Connect Core 1.0 §3.1.3.7, on top of openidconnect's verifier,
+//! with the pieces it lacks: a clock-skew allowance, `now` as an argument, and a distinct error
+//! for an unknown signing key so the caller can refetch the JWKS. Pure: no I/O, no clock.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use openidconnect::core::{CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::{
+    ClaimsVerificationError, ClientId, ClientSecret, IdTokenVerifier, IssuerUrl, Nonce,
+    SignatureVerificationError,
+};
+use serde_json::{Map, Value};
+
+/// What an ID token must satisfy, fixed at discovery time.
+#[derive(Debug, Clone)]
+pub struct IdTokenRules {
+    pub issuer: IssuerUrl,
+    pub client_id: ClientId,
+    /// For HS* tokens of confidential clients.
+    pub client_secret: Option<ClientSecret>,
+    /// The IdP's advertised `id_token_signing_alg_values_supported`, without `none`.
+    pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    /// Allowed clock difference for `exp` and `iat`.
+    pub clock_skew: Duration,
+}
+
+/// A validated ID token.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdToken {
+    /// Every claim exactly as the IdP sent it (the token's JSON payload).
+    pub claims: Map<String, Value>,
+    pub subject: String,
+    /// The IdP session id, used to match back-channel logout tokens.
+    pub session_id: Option<String>,
+    /// The compact JWT, kept (server-side only) as `id_token_hint` for RP-initiated logout.
+    pub raw: String,
+}
+
+/// Why an ID token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdTokenError {
+    /// No key in the JWKS matches the token's `kid`/`alg`: the IdP may have rotated its keys.
+    #[error("no key in the IdP's key set matches the ID token")]
+    UnknownKey,
+    #[error("ID token rejected: {0}")]
+    Invalid(String),
+}
+
+/// Drops `none` and any algorithm the bridge must never accept from an advertised list.
+pub fn acceptable_algs(advertised: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSigningAlgorithm> {
+    advertised
+        .iter()
+        .filter(|alg| **alg != CoreJwsSigningAlgorithm::None)
+        .cloned()
+        .collect()
+}
+
+/// Validates signature (against `keys`, with the allowed algorithms), `iss`, `aud`/`azp`,
+/// `exp` and `iat` (with the skew), and `nonce`, as of `now`.
+pub fn validate(
+    token: &CoreIdToken,
+    keys: &CoreJsonWebKeySet,
+    rules: &IdTokenRules,
+    expected_nonce: &Nonce,
+    now: DateTime<Utc>,
+) -> Result<VerifiedIdToken, IdTokenError> {
+    let skew = chrono::Duration::from_std(rules.clock_skew)
+        .map_err(|_| IdTokenError::Invalid("clock skew out of range".into()))?;
+    let verifier = match &rules.client_secret {
+        Some(secret) => IdTokenVerifier::new_confidential_client(
+            rules.client_id.clone(),
+            secret.clone(),
+            rules.issuer.clone(),
+            keys.clone(),
+        ),
+        None => IdTokenVerifier::new_public_client(
+            rules.client_id.clone(),
+            rules.issuer.clone(),
+            keys.clone(),
+        ),
+    }
+    .set_allowed_algs(acceptable_algs(&rules.allowed_algs))
+    // `exp` is checked as `now >= exp`; moving "now" back by the skew tolerates a slow clock.
+    .set_time_fn(move || now - skew)
+    .set_issue_time_verifier_fn(move |iat| {
+        if iat > now + skew {
+            Err(format!("issued in the future ({iat})"))
+        } else {
+            Ok(())
+        }
+    });
+
+    let claims = token.claims(&verifier, expected_nonce).map_err(|e| match e {
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
+            IdTokenError::UnknownKey
+        }
+        other => IdTokenError::Invalid(other.to_string()),
+    })?;
+    let subject = claims.subject().to_string();
+
+    let raw = token.to_string();
+    let payload = raw
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| IdTokenError::Invalid("not a compact JWS".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| IdTokenError::Invalid("payload is not base64url".into()))?;
+    let claims: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| IdTokenError::Invalid("payload is not a JSON object".into()))?;
+    let session_id = claims
+        .get("sid")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(VerifiedIdToken {
+        claims,
+        subject,
+        session_id,
+        raw,
+    })
+}

@@ -1,0 +1,356 @@
+//! The upstream OpenID Provider as the bridge sees it: discovery (OpenID Connect Discovery 1.0),
+//! the authorization request (Core §3.1.2, with PKCE per RFC 7636), the code exchange, userinfo
+//! (Core §5.3), and a shared JWKS cache that is refetched, at most once per interval, when a
+//! token names a key it does not hold (openidconnect itself never refreshes keys).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken,
+    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
+};
+use openidconnect::{
+    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
+    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
+    RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
+};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+use crate::config::{OidcConfig, TokenAuthMethod};
+use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
+
+/// The openidconnect client as built from discovery: auth URL set, token and userinfo URLs
+/// present if the IdP advertised them.
+type DiscoveredClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Claims beyond the standard ones (groups, roles, `hd`, ...), kept as raw JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ExtraClaims {
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+impl AdditionalClaims for ExtraClaims {}
+
+/// Why talking to the IdP failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Network failure, timeout or 5xx: worth retrying later.
+    #[error("identity provider unreachable: {0}")]
+    Unavailable(String),
+    /// The IdP answered with something unacceptable.
+    #[error("identity provider answer rejected: {0}")]
+    Invalid(String),
+}
+
+/// A fresh authorization request: the URL to send the browser to and the secrets to keep.
+#[derive(Debug)]
+pub struct AuthorizationRequest {
+    pub url: url::Url,
+    pub state: CsrfToken,
+    pub nonce: Nonce,
+    pub pkce_verifier: PkceCodeVerifier,
+}
+
+/// The result of a completed code exchange.
+#[derive(Debug)]
+pub struct Tokens {
+    pub id_token: CoreIdToken,
+    pub access_token: AccessToken,
+}
+
+#[derive(Debug)]
+struct KeyCache {
+    keys: Arc<CoreJsonWebKeySet>,
+    fetched_at: Instant,
+}
+
+/// The discovered provider. Shared by every request; cheap to use concurrently.
+#[derive(Debug)]
+pub struct Provider {
+    client: DiscoveredClient,
+    metadata: ProviderMetadataWithLogout,
+    rules: IdTokenRules,
+    scopes: Vec<Scope>,
+    auth_params: Vec<(String, String)>,
+    userinfo: bool,
+    jwks_min_refresh_interval: Duration,
+    keys: RwLock<KeyCache>,
+    http: reqwest::Client,
+}
+
+fn classify_request_error<E: std::error::Error + 'static>(context: &str, err: E) -> ProviderError {
+    // openidconnect wraps transport errors; anything mentioning a request failure is retryable.
+    let text = format!("{context}: {err}");
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = source {
+        if e.downcast_ref::<reqwest::Error>().is_some() {
+            return ProviderError::Unavailable(text);
+        }
+        source = e.source();
+    }
+    ProviderError::Invalid(text)
+}
+
+impl Provider {
+    /// Runs discovery and fetches the key set once.
+    pub async fn discover(
+        http: reqwest::Client,
+        cfg: &OidcConfig,
+        redirect_url: &url::Url,
+    ) -> Result<Self, ProviderError> {
+        let issuer = IssuerUrl::new(cfg.issuer.as_str().trim_end_matches('/').to_owned())
+            .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?;
+        let issuer = if cfg.issuer.as_str().ends_with('/') && cfg.issuer.path() != "/" {
+            IssuerUrl::new(cfg.issuer.as_str().to_owned())
+                .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?
+        } else {
+            issuer
+        };
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http)
+            .await
+            .map_err(|e| classify_request_error("discovery", e))?;
+
+        let client_id = ClientId::new(cfg.client_id.clone());
+        let client_secret = cfg
+            .client_secret
+            .as_ref()
+            .map(|s| ClientSecret::new(s.expose_secret().to_owned()));
+        let auth_type = match cfg.token_auth_method {
+            TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+            TokenAuthMethod::ClientSecretPost | TokenAuthMethod::None => AuthType::RequestBody,
+            TokenAuthMethod::Auto => {
+                let supported = metadata.token_endpoint_auth_methods_supported();
+                // Absent means client_secret_basic (Discovery §3).
+                let basic = supported.is_none_or(|m| {
+                    m.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                });
+                if basic {
+                    AuthType::BasicAuth
+                } else {
+                    AuthType::RequestBody
+                }
+            }
+        };
+        let redirect = RedirectUrl::new(redirect_url.to_string())
+            .map_err(|e| ProviderError::Invalid(format!("redirect url: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(auth_type);
+
+        let rules = IdTokenRules {
+            issuer: metadata.issuer().clone(),
+            client_id,
+            client_secret,
+            allowed_algs: id_token::acceptable_algs(
+                metadata.id_token_signing_alg_values_supported(),
+            ),
+            clock_skew: cfg.clock_skew,
+        };
+        let keys = KeyCache {
+            keys: Arc::new(metadata.jwks().clone()),
+            fetched_at: Instant::now(),
+        };
+        Ok(Self {
+            client,
+            rules,
+            scopes: cfg.scopes.iter().cloned().map(Scope::new).collect(),
+            auth_params: cfg
+                .auth_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            userinfo: cfg.userinfo && metadata.userinfo_endpoint().is_some(),
+            jwks_min_refresh_interval: cfg.jwks_min_refresh_interval,
+            keys: RwLock::new(keys),
+            metadata,
+            http,
+        })
+    }
+
+    /// The issuer exactly as the IdP states it.
+    pub fn issuer(&self) -> &IssuerUrl {
+        &self.rules.issuer
+    }
+
+    /// The signing algorithms accepted for ID and logout tokens.
+    pub fn signing_algs(&self) -> &[CoreJwsSigningAlgorithm] {
+        &self.rules.allowed_algs
+    }
+
+    /// The client secret, if the client is confidential (for HS* logout tokens).
+    pub fn client_secret(&self) -> Option<&ClientSecret> {
+        self.rules.client_secret.as_ref()
+    }
+
+    /// RP-initiated logout endpoint, when the IdP advertises one.
+    pub fn end_session_endpoint(&self) -> Option<&EndSessionUrl> {
+        self.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
+    }
+
+    /// Builds a fresh authorization request with new `state`, `nonce` and PKCE S256 challenge.
+    pub fn authorization_request(&self) -> AuthorizationRequest {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = self
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in &self.scopes {
+            if scope.as_str() != "openid" {
+                request = request.add_scope(scope.clone());
+            }
+        }
+        for (key, value) in &self.auth_params {
+            request = request.add_extra_param(key.as_str(), value.as_str());
+        }
+        let (url, state, nonce) = request.url();
+        AuthorizationRequest {
+            url,
+            state,
+            nonce,
+            pkce_verifier: verifier,
+        }
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
+    pub async fn exchange_code(
+        &self,
+        code: String,
+        pkce_verifier: String,
+    ) -> Result<Tokens, ProviderError> {
+        let response: CoreTokenResponse = self
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| ProviderError::Invalid(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match &e {
+                openidconnect::RequestTokenError::ServerResponse(resp) => {
+                    ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
+                }
+                openidconnect::RequestTokenError::Request(_) => {
+                    ProviderError::Unavailable(format!("token endpoint: {e}"))
+                }
+                _ => ProviderError::Invalid(format!("token endpoint: {e}")),
+            })?;
+        let id_token = response
+            .id_token()
+            .cloned()
+            .ok_or_else(|| ProviderError::Invalid("token response has no id_token".into()))?;
+        Ok(Tokens {
+            id_token,
+            access_token: response.access_token().clone(),
+        })
+    }
+
+    /// The current key set.
+    pub async fn keys(&self) -> Arc<CoreJsonWebKeySet> {
+        self.keys.read().await.keys.clone()
+    }
+
+    /// Refetches the JWKS unless it was fetched less than the minimum interval ago.
+    /// Returns whether a refetch happened.
+    pub async fn refresh_keys(&self) -> Result<bool, ProviderError> {
+        let mut cache = self.keys.write().await;
+        if cache.fetched_at.elapsed() < self.jwks_min_refresh_interval {
+            return Ok(false);
+        }
+        // Record the attempt first so a failing JWKS endpoint is not hammered either.
+        cache.fetched_at = Instant::now();
+        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| classify_request_error("jwks", e))?;
+        cache.keys = Arc::new(fresh);
+        metrics::counter!("bridge_jwks_refreshes_total").increment(1);
+        tracing::info!(keys = cache.keys.keys().len(), "refetched the IdP's signing keys");
+        Ok(true)
+    }
+
+    /// Validates an ID token as of `now`, refetching the keys once if its key is unknown.
+    pub async fn verify_id_token(
+        &self,
+        token: &CoreIdToken,
+        nonce: &Nonce,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedIdToken, ProviderError> {
+        let keys = self.keys().await;
+        match id_token::validate(token, &keys, &self.rules, nonce, now) {
+            Err(IdTokenError::UnknownKey) => {
+                if !self.refresh_keys().await? {
+                    return Err(ProviderError::Invalid(
+                        "ID token signed with an unknown key (key set refreshed too recently)"
+                            .into(),
+                    ));
+                }
+                let keys = self.keys().await;
+                id_token::validate(token, &keys, &self.rules, nonce, now)
+                    .map_err(|e| ProviderError::Invalid(e.to_string()))
+            }
+            other => other.map_err(|e| ProviderError::Invalid(e.to_string())),
+        }
+    }
+
+    /// Whether userinfo is fetched (configured and advertised).
+    pub fn uses_userinfo(&self) -> bool {
+        self.userinfo
+    }
+
+    /// Fetches userinfo for `subject`; openidconnect checks its `sub` matches.
+    pub async fn userinfo(
+        &self,
+        access_token: AccessToken,
+        subject: &str,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        let request = self
+            .client
+            .user_info(access_token, Some(SubjectIdentifier::new(subject.to_owned())))
+            .map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))?;
+        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match &e {
+                openidconnect::UserInfoError::Request(_) => {
+                    ProviderError::Unavailable(format!("userinfo: {e}"))
+                }
+                _ => ProviderError::Invalid(format!("userinfo: {e}")),
+            })?;
+        match serde_json::to_value(&claims) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(ProviderError::Invalid("userinfo is not a JSON object".into())),
+        }
+    }
+}
+
+/// Merges userinfo over the ID token's claims (userinfo wins, per the mapping's contract).
+pub fn merge_claims(id_token: &Map<String, Value>, userinfo: Map<String, Value>) -> Map<String, Value> {
+    let mut merged = id_token.clone();
+    for (key, value) in userinfo {
+        if !value.is_null() {
+            merged.insert(key, value);
+        }
+    }
+    merged
+}
