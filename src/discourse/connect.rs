@@ -351,7 +351,8 @@ impl Payload {
 
 impl Payload {
     /// The inner query, form-encoded the way Discourse's `Rack::Utils.build_query` does it
-    /// (see [`form_escape_into`]), keys in [`Payload::pairs`] order.
+    /// (only `A-Z a-z 0-9 * - . _` literal, space as `+`, everything else `%XX`), keys in
+    /// [`Payload::pairs`] order.
     pub fn encode_query(&self) -> String {
         let mut query = String::new();
         for (index, (key, value)) in self.pairs().enumerate() {
@@ -371,7 +372,8 @@ impl Payload {
     }
 
     /// Parses an inner query (`application/x-www-form-urlencoded`, UTF-8), the inverse of
-    /// [`Payload::encode_query`].
+    /// [`Payload::encode_query`]. It checks no signature: anything received goes through
+    /// [`Payload::decode`].
     ///
     /// Any repeated key is refused, because Rack turns it into an array that Discourse then
     /// fails on. The keys Discourse defines and `custom.<name>` are kept; any other key is
