@@ -36,6 +36,8 @@ pub struct AppState {
     mapper: Arc<RwLock<Arc<Mapper>>>,
     /// The forum's `/session/sso_login`, the only allowed `return_sso_url`.
     pub sso_login_url: url::Url,
+    /// Prometheus exposition, when the recorder could be installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// What `/readyz` reports.
@@ -88,6 +90,7 @@ impl AppState {
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
             mapper: Arc::new(RwLock::new(Arc::new(mapper))),
             sso_login_url,
+            metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
         })
     }
@@ -207,6 +210,15 @@ impl Application {
             let state = state.clone();
             async move { state.discover_until_ready().await }
         });
+        let upkeep = state.metrics.clone().map(|handle| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+        });
         let router = crate::http::router(state);
         let served = axum::serve(
             self.listener,
@@ -215,6 +227,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         discovery.abort();
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         served.context("serving HTTP")
     }
 }

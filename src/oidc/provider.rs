@@ -103,6 +103,12 @@ fn classify_request_error<E: std::error::Error + 'static>(context: &str, err: E)
     ProviderError::Invalid(text)
 }
 
+/// Records how long one request to the IdP took, by endpoint.
+fn observe(endpoint: &'static str, started: Instant) {
+    metrics::histogram!("bridge_idp_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+}
+
 impl Provider {
     /// Runs discovery and fetches the key set once.
     pub async fn discover(
@@ -118,9 +124,10 @@ impl Provider {
         } else {
             issuer
         };
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http)
-            .await
-            .map_err(|e| classify_request_error("discovery", e))?;
+        let started = Instant::now();
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
+        observe("discovery", started);
+        let metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
 
         let client_id = ClientId::new(cfg.client_id.clone());
         let client_secret = cfg
@@ -240,14 +247,16 @@ impl Provider {
         code: String,
         pkce_verifier: String,
     ) -> Result<Tokens, ProviderError> {
-        let response: CoreTokenResponse = self
+        let started = Instant::now();
+        let response = self
             .client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| ProviderError::Invalid(format!("token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
             .request_async(&self.http)
-            .await
-            .map_err(|e| match &e {
+            .await;
+        observe("token", started);
+        let response: CoreTokenResponse = response.map_err(|e| match &e {
                 openidconnect::RequestTokenError::ServerResponse(resp) => {
                     ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
                 }
@@ -280,9 +289,10 @@ impl Provider {
         }
         // Record the attempt first so a failing JWKS endpoint is not hammered either.
         cache.fetched_at = Instant::now();
-        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| classify_request_error("jwks", e))?;
+        let started = Instant::now();
+        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
+        observe("jwks", started);
+        let fresh = fresh.map_err(|e| classify_request_error("jwks", e))?;
         cache.keys = Arc::new(fresh);
         metrics::counter!("bridge_jwks_refreshes_total").increment(1);
         tracing::info!(keys = cache.keys.keys().len(), "refetched the IdP's signing keys");
@@ -328,10 +338,10 @@ impl Provider {
             .client
             .user_info(access_token, Some(SubjectIdentifier::new(subject.to_owned())))
             .map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))?;
-        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> = request
-            .request_async(&self.http)
-            .await
-            .map_err(|e| match &e {
+        let started = Instant::now();
+        let claims = request.request_async(&self.http).await;
+        observe("userinfo", started);
+        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> = claims.map_err(|e| match &e {
                 openidconnect::UserInfoError::Request(_) => {
                     ProviderError::Unavailable(format!("userinfo: {e}"))
                 }
