@@ -1,17 +1,47 @@
 //! Bridge configuration: one TOML file, `BRIDGE_<SECTION>__<KEY>` environment overrides and
 //! `<key>_file` secret files, parsed into a raw form and then validated into [`Config`] with
-//! every problem reported at once.
+//! every problem reported at once. `config/bridge.example.toml` documents every key.
+//!
+//! Layering: the file is read first; every environment variable named
+//! `BRIDGE_<SECTION>__<KEY>` (deeper tables add more `__<NAME>` parts, e.g.
+//! `BRIDGE_OIDC__AUTH_PARAMS__PROMPT`) then replaces that key. Names are matched
+//! case-insensitively against the lowercase keys. Variables starting with `BRIDGE_` but without a
+//! `__` (such as `BRIDGE_CONFIG`, the config file's path) are not keys and are ignored; a variable
+//! naming a key that does not exist is reported like an unknown key in the file.
+//!
+//! Values from the environment are strings, read as a boolean (`true/false`, `yes/no`, `on/off`,
+//! `1/0`) or number where the key needs one. A list is given either as a TOML-style array
+//! (`[openid, email]`) or as one string of items separated by commas or spaces
+//! (`openid,email groups`). An empty value counts as unset, so a variable can clear an optional
+//! key written in the file. Secrets are taken verbatim.
+//!
+//! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`,
+//! `session.secret`) may instead be read from a file named by `<key>_file`, with one trailing
+//! newline removed. Giving both forms in the same layer is a problem; setting either form from the
+//! environment replaces both forms from the file. Relative paths (secret files, `store.path`) are
+//! resolved against the working directory.
+
+mod layers;
+mod raw;
+mod validate;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use secrecy::SecretString;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
+
+pub use layers::env_var_name;
+pub use validate::MAX_LOGIN_TIMEOUT;
 
 /// One thing wrong with a configuration: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +82,33 @@ pub struct Config {
     pub mapping: MappingConfig,
     pub groups: GroupsConfig,
     pub access: AccessConfig,
+    /// Which file this configuration came from, for `/readyz` and reload logs.
+    pub source: ConfigSource,
+    /// What `Mapper::compile` warned about when the configuration was loaded; part of
+    /// [`Config::warnings`].
+    pub mapping_warnings: Vec<String>,
+}
+
+/// Where a configuration was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The config file, `None` when everything came from the environment.
+    pub path: Option<PathBuf>,
+    /// Lowercase hex SHA-256 of the file's bytes (of no bytes when there is no file), so that
+    /// operators can tell which version of the file a running bridge uses. The environment is
+    /// not hashed: it holds secrets, and the digest is shown on `/readyz`.
+    pub sha256: String,
 }
 
 /// `[server]`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Address the HTTP server binds.
+    /// Address the HTTP server binds (default `0.0.0.0:8080`, all interfaces, because the bridge
+    /// usually runs in a container).
     pub listen: SocketAddr,
-    /// The bridge's own public base URL (no trailing slash); fixes every URL it hands out.
+    /// The bridge's own public base URL; fixes every URL it hands out. An origin only: its path is
+    /// always `/` (a `Url` cannot have an empty one), so build URLs with
+    /// [`Config::callback_url`] and friends rather than by string concatenation.
     pub public_url: Url,
     /// Proxies whose `X-Forwarded-*` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -70,19 +119,30 @@ pub struct ServerConfig {
 /// `[discourse]`
 #[derive(Debug, Clone)]
 pub struct DiscourseConfig {
-    /// The forum's base URL (no trailing slash).
+    /// The forum's base URL: an origin only, path always `/` (subfolder installs are rejected).
     pub url: Url,
     /// The `discourse_connect_secret` (at least 10 characters, as Discourse requires).
     pub connect_secret: SecretString,
     /// Admin API key for the logout relay and `sync`; the relay is active when both are set.
     pub api_key: Option<SecretString>,
+    /// The user admin API calls are made as; set exactly when `api_key` is.
     pub api_username: Option<String>,
 }
 
-/// How the bridge authenticates to the IdP's token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl DiscourseConfig {
+    /// The admin API key and user name, when the logout relay and `sync` can run.
+    pub fn admin_api(&self) -> Option<(&SecretString, &str)> {
+        Some((self.api_key.as_ref()?, self.api_username.as_deref()?))
+    }
+}
+
+/// How the bridge authenticates to the IdP's token endpoint (`oidc.token_auth_method`:
+/// `auto`, `client_secret_basic`, `client_secret_post` or `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
-    /// Pick from discovery (`token_endpoint_auth_methods_supported`), preferring basic.
+    /// Pick from discovery (`token_endpoint_auth_methods_supported`), preferring basic. Needs a
+    /// `client_secret`, like the two explicit secret methods.
     Auto,
     ClientSecretBasic,
     ClientSecretPost,
@@ -93,10 +153,20 @@ pub enum TokenAuthMethod {
 /// `[oidc]`
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
+    /// The issuer, parsed. Do not compare `iss` claims or the discovery document's `issuer`
+    /// against its string form: `Url` adds a `/` to a bare origin. Use `issuer_exact`.
     pub issuer: Url,
+    /// The issuer exactly as configured (surrounding whitespace removed). OpenID Connect
+    /// compares issuers as exact strings, and IdPs differ on a trailing slash (Auth0 has one,
+    /// Keycloak does not), so this is the form to build `IssuerUrl` from and compare with.
+    pub issuer_exact: String,
     pub client_id: String,
+    /// Present unless `token_auth_method` is `none` (validation requires it otherwise).
     pub client_secret: Option<SecretString>,
+    /// Requested scopes, `openid` always among them, without duplicates.
     pub scopes: Vec<String>,
+    /// Extra authorization request parameters (e.g. `prompt`, `kc_idp_hint`, `hd`); never one
+    /// the bridge sets itself.
     pub auth_params: BTreeMap<String, String>,
     /// Fetch userinfo and merge it over the ID token's claims.
     pub userinfo: bool,
@@ -112,9 +182,10 @@ pub struct OidcConfig {
 /// `[session]`
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Master secret the cookie keys are derived from (HKDF).
+    /// Master secret the cookie keys are derived from (HKDF); at least 32 bytes and different
+    /// from the DiscourseConnect secret.
     pub secret: SecretString,
-    /// How long a login may take from `/sso` to `/callback`.
+    /// How long a login may take from `/sso` to `/callback`; at most [`MAX_LOGIN_TIMEOUT`].
     pub login_timeout: Duration,
 }
 
@@ -140,8 +211,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Log output format (`log.format`: `text` or `json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
     Json,
@@ -151,7 +223,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
-    /// `tracing` filter directive, e.g. `info` or `discourse_oidc_bridge=debug,info`.
+    /// `tracing` filter directive, e.g. `info` or `discourse_oidc_bridge=debug,info`; checked to
+    /// parse as an `EnvFilter`.
     pub level: String,
 }
 
@@ -162,8 +235,308 @@ pub struct LimitsConfig {
     pub login_per_minute: u32,
     /// Requests per minute per client address on `/backchannel-logout`.
     pub backchannel_per_minute: u32,
-    /// Largest request body accepted.
+    /// Largest request body accepted (at least 4096).
     pub max_body_bytes: usize,
-    /// Bound on handling one request.
+    /// Bound on handling one request; longer than `oidc.http_timeout`.
     pub request_timeout: Duration,
+}
+
+/// Every problem found in a configuration. Displays one line per problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads the configuration from `path` (if any) and the process environment.
+///
+/// The caller decides the path (the CLI takes it from `--config` or `BRIDGE_CONFIG`); with
+/// `None` every key must come from the environment.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut unreadable = Vec::new();
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => env.push((name, value)),
+            (name, _) => {
+                let name = name.unwrap_or_else(|raw| lossy(&raw));
+                if is_config_variable(&name) {
+                    unreadable.push(ConfigProblem::new(name, "is not valid UTF-8"));
+                }
+            }
+        }
+    }
+    match load_from(path, env) {
+        Ok(config) if unreadable.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(unreadable)),
+        Err(ConfigErrors(mut problems)) => {
+            problems.extend(unreadable);
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+fn lossy(text: &OsString) -> String {
+    text.to_string_lossy().into_owned()
+}
+
+fn is_config_variable(name: &str) -> bool {
+    name.strip_prefix(layers::ENV_PREFIX)
+        .is_some_and(|rest| rest.contains(layers::ENV_SEPARATOR))
+}
+
+/// Loads the configuration from `path` (if any) and the given environment variables, which
+/// stand in for the process environment (tests pass their own pairs instead of mutating it).
+pub fn load_from(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let Some(path) = path else {
+        return load_layers(None, env);
+    };
+    let bytes = std::fs::read(path).map_err(|error| {
+        ConfigErrors(vec![ConfigProblem::new(
+            path.display().to_string(),
+            format!("cannot read the config file: {error}"),
+        )])
+    })?;
+    load_layers(Some((path, &bytes)), env)
+}
+
+/// Loads the configuration from TOML text instead of a file, e.g. for tests and tools that
+/// build one. `source.path` is `None` and `source.sha256` covers `toml`.
+pub fn load_from_str(
+    toml: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let label = Path::new("<config text>");
+    let mut config = load_layers(Some((label, toml.as_bytes())), env)?;
+    config.source.path = None;
+    Ok(config)
+}
+
+fn load_layers(
+    file: Option<(&Path, &[u8])>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let file_problem = |path: &Path, message: &str| {
+        ConfigErrors(vec![ConfigProblem::new(
+            path.display().to_string(),
+            message,
+        )])
+    };
+    let (source, file_table) = match file {
+        Some((path, bytes)) => {
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| file_problem(path, "is not UTF-8 text"))?;
+            let table = layers::parse_file(path, text).map_err(|p| ConfigErrors(vec![p]))?;
+            let source = ConfigSource {
+                path: Some(path.to_path_buf()),
+                sha256: hex::encode(Sha256::digest(bytes)),
+            };
+            (source, Some((path, table)))
+        }
+        None => (
+            ConfigSource {
+                path: None,
+                sha256: hex::encode(Sha256::digest([])),
+            },
+            None,
+        ),
+    };
+
+    let mut problems = Vec::new();
+    let merged = layers::merge(file_table, env, &mut problems);
+    let raw = layers::deserialize(merged.table, &mut problems);
+    // A key that could not be read was dropped and took its default; what validation then says
+    // about that key (usually "is required") is a consequence, not a second problem.
+    // An unreadable `<secret>_file` key likewise leaves its secret "missing".
+    let unreadable: Vec<Vec<String>> = problems
+        .iter()
+        .map(|p| layers::key_path(p.key.strip_suffix("_file").unwrap_or(&p.key)))
+        .collect();
+    let checked_from = problems.len();
+    let config = raw.and_then(|raw| validate::validate(raw, source, &mut problems));
+    let mut index = 0;
+    problems.retain(|problem| {
+        index += 1;
+        let path = layers::key_path(&problem.key);
+        index <= checked_from || !unreadable.iter().any(|bad| path.starts_with(bad))
+    });
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => {
+            if problems.is_empty() {
+                problems.push(ConfigProblem::new(
+                    "(configuration)",
+                    "could not be read for a reason that names no key",
+                ));
+            }
+            // In the order of the sections in the file; within a section, as found.
+            problems.sort_by_key(|problem| section_rank(&problem.key));
+            let annotated = problems
+                .into_iter()
+                .map(|problem| merged.provenance.annotate(problem))
+                .collect();
+            Err(ConfigErrors(annotated))
+        }
+    }
+}
+
+/// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
+/// (unknown sections, variable names, the file itself) come first.
+const SECTION_ORDER: [&str; 11] = [
+    "server",
+    "discourse",
+    "oidc",
+    "session",
+    "logout",
+    "store",
+    "log",
+    "limits",
+    "mapping",
+    "groups",
+    "access",
+];
+
+fn section_rank(key: &str) -> usize {
+    let section = layers::key_path(key).into_iter().next().unwrap_or_default();
+    SECTION_ORDER
+        .iter()
+        .position(|known| *known == section)
+        .map_or(0, |position| position + 1)
+}
+
+/// Longest clock skew accepted without a warning: more makes expired tokens usable for longer.
+const SKEW_WARNING_THRESHOLD: Duration = Duration::from_secs(5 * 60);
+
+impl Config {
+    /// The OIDC redirect URI: `public_url` + `/callback`.
+    pub fn callback_url(&self) -> Url {
+        self.public_path("/callback")
+    }
+
+    /// Where the IdP returns the browser after RP-initiated logout: `public_url` + `/logged-out`.
+    pub fn post_logout_url(&self) -> Url {
+        self.public_path("/logged-out")
+    }
+
+    /// Discourse's DiscourseConnect endpoint, the forum origin + `/session/sso_login`. A received
+    /// `return_sso_url` must point here; compare parsed URLs (origin and path), not string
+    /// prefixes, so that `.../sso_login.evil` or another port cannot pass.
+    pub fn sso_login_prefix(&self) -> Url {
+        let mut url = self.discourse.url.clone();
+        url.set_path("/session/sso_login");
+        url
+    }
+
+    fn public_path(&self, path: &str) -> Url {
+        let mut url = self.server.public_url.clone();
+        url.set_path(path);
+        url
+    }
+
+    /// Things that are allowed but probably wrong, for `check` and the startup log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (key, url, consequence) in [
+            (
+                "server.public_url",
+                &self.server.public_url,
+                "browsers send the bridge's cookies unencrypted",
+            ),
+            (
+                "discourse.url",
+                &self.discourse.url,
+                "logins travel to the forum unencrypted",
+            ),
+            (
+                "oidc.issuer",
+                &self.oidc.issuer,
+                "tokens and keys are fetched unencrypted and can be forged on the way",
+            ),
+        ] {
+            if url.scheme() == "http" && !validate::is_loopback(url) {
+                warnings.push(format!(
+                    "{key} uses http:// on a host that is not loopback: {consequence}"
+                ));
+            }
+        }
+        if self.discourse.admin_api().is_none() {
+            warnings.push(
+                "the logout relay is off because discourse.api_key and discourse.api_username \
+                 are not set: back-channel logouts from the identity provider will not end \
+                 Discourse sessions"
+                    .to_owned(),
+            );
+        }
+        if self.oidc.token_auth_method == TokenAuthMethod::None && self.oidc.client_secret.is_some()
+        {
+            warnings.push(
+                "oidc.client_secret is set but oidc.token_auth_method = \"none\" never sends it"
+                    .to_owned(),
+            );
+        }
+        if self.oidc.clock_skew > SKEW_WARNING_THRESHOLD {
+            warnings.push(format!(
+                "oidc.clock_skew is {}: tokens stay usable that long after they expire; fix the \
+                 clocks (NTP) instead",
+                humantime::format_duration(self.oidc.clock_skew)
+            ));
+        }
+        if self
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.prefix_len() == 0)
+        {
+            warnings.push(
+                "server.trusted_proxies trusts every address: any client can forge its address \
+                 in X-Forwarded-For and evade the rate limits"
+                    .to_owned(),
+            );
+        }
+        warnings.extend(self.mapping_warnings.iter().cloned());
+        warnings
+    }
+}
+
+/// The text `check` prints and whether the configuration is usable: `OK` with the source and
+/// any warnings, or one line per problem.
+pub fn check_report(result: &Result<Config, ConfigErrors>) -> (String, bool) {
+    match result {
+        Ok(config) => {
+            let source = match &config.source.path {
+                Some(path) => path.display().to_string(),
+                None => "environment only".to_owned(),
+            };
+            let mut report = format!("OK: {source} (sha256 {})", config.source.sha256);
+            for warning in config.warnings() {
+                report.push_str("\nwarning: ");
+                report.push_str(&warning);
+            }
+            (report, true)
+        }
+        Err(errors) => {
+            let count = errors.0.len();
+            let noun = if count == 1 { "problem" } else { "problems" };
+            let mut report = format!("{count} configuration {noun}:");
+            for problem in &errors.0 {
+                report.push_str("\nerror: ");
+                report.push_str(&problem.to_string());
+            }
+            (report, false)
+        }
+    }
 }

@@ -1,0 +1,937 @@
+//! Turns the raw configuration into the validated [`Config`], checking what each value means and
+//! how values relate, and collecting every problem instead of stopping at the first.
+//! Secret files (`<key>_file`) are read here.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use url::{Host, Url};
+
+use super::layers::env_var_name;
+use super::raw::{RawConfig, RawDiscourse, RawLimits, RawLog, RawLogout, RawOidc, RawSecret};
+use super::raw::{RawServer, RawSession, RawStore};
+use super::{
+    Config, ConfigProblem, ConfigSource, DiscourseConfig, LimitsConfig, LogConfig, LogoutConfig,
+    OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod,
+};
+use crate::mapping::Mapper;
+
+/// Discourse forgets a DiscourseConnect nonce 30 minutes after issuing it (10 minutes in versions
+/// from before March 2024), so a login that takes longer can never be completed.
+pub const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Discourse refuses a `discourse_connect_secret` shorter than this.
+pub(crate) const MIN_CONNECT_SECRET_CHARS: usize = 10;
+/// The cookie keys are derived from `session.secret`; fewer bytes than one SHA-256 block of key
+/// material would make them guessable.
+pub(crate) const MIN_SESSION_SECRET_BYTES: usize = 32;
+/// A back-channel logout request carries one signed JWT; with a 4096-bit RSA signature it is
+/// about 2 KiB, so a smaller body limit would reject legitimate logouts.
+pub(crate) const MIN_BODY_BYTES: usize = 4096;
+/// Parameters the bridge sets on every authorization request itself; letting `auth_params`
+/// override them would break state, nonce or PKCE protection or the redirect.
+pub(crate) const RESERVED_AUTH_PARAMS: [&str; 8] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// Collects problems for one validation run.
+struct Problems<'a>(&'a mut Vec<ConfigProblem>);
+
+impl Problems<'_> {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem::new(key, message));
+    }
+
+    fn required(&mut self, key: &str) {
+        self.add(
+            key,
+            format!(
+                "is required; set it in the config file or with {}",
+                env_var_name(key)
+            ),
+        );
+    }
+}
+
+/// Validates `raw`, reading secret files. Returns the configuration only when no problem was
+/// found; every problem is appended to `problems` either way.
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: ConfigSource,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Config> {
+    let problems_before = problems.len();
+    let mut found = Problems(problems);
+
+    let server = server(raw.server, &mut found);
+    let discourse = discourse(raw.discourse, &mut found);
+    let oidc = oidc(raw.oidc, &mut found);
+    let session = session(raw.session, discourse.as_ref(), &mut found);
+    let logout = logout(raw.logout, &mut found);
+    let store = store(raw.store, &mut found);
+    let log = log(raw.log, &mut found);
+    let limits = limits(raw.limits, oidc.as_ref(), &mut found);
+
+    // The mapping sections are compiled only when they deserialized cleanly: after a key was
+    // dropped for being malformed, the compiler would report its absence as a second problem.
+    let mapping_sections_clean = !found.0[problems_before..]
+        .iter()
+        .any(|p| ["mapping", "groups", "access"].contains(&section_of(&p.key)));
+    let mapping_warnings = if mapping_sections_clean {
+        match Mapper::compile(&raw.mapping, &raw.groups, &raw.access) {
+            Ok(mapper) => Some(mapper.warnings().to_vec()),
+            Err(mapping_problems) => {
+                found.0.extend(mapping_problems);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    if found.0.len() > problems_before {
+        return None;
+    }
+    Some(Config {
+        server: server?,
+        discourse: discourse?,
+        oidc: oidc?,
+        session: session?,
+        logout: logout?,
+        store: store?,
+        log: log?,
+        limits: limits?,
+        mapping: raw.mapping,
+        groups: raw.groups,
+        access: raw.access,
+        source,
+        mapping_warnings: mapping_warnings?,
+    })
+}
+
+fn section_of(key: &str) -> &str {
+    key.split(['.', '[']).next().unwrap_or(key)
+}
+
+fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
+    let listen = socket_addr("server.listen", &raw.listen, found);
+    let public_url = match given(raw.public_url) {
+        Some(text) => site_url(
+            "server.public_url",
+            &text,
+            "the bridge serves its endpoints (/sso, /callback, ...) at the root of its own \
+             host name",
+            found,
+        ),
+        None => {
+            found.required("server.public_url");
+            None
+        }
+    };
+
+    let mut trusted_proxies = Vec::with_capacity(raw.trusted_proxies.len());
+    for (index, text) in raw.trusted_proxies.iter().enumerate() {
+        match ip_net(text) {
+            Some(net) => trusted_proxies.push(net),
+            None => found.add(
+                format!("server.trusted_proxies[{index}]"),
+                format!(
+                    "\"{text}\" is neither an IP network (e.g. 10.0.0.0/8, fd00::/8) nor an IP \
+                     address"
+                ),
+            ),
+        }
+    }
+
+    let metrics_listen = match given(raw.metrics_listen) {
+        Some(text) => {
+            let metrics = socket_addr("server.metrics_listen", &text, found)?;
+            if let Some(listen) = listen
+                && binds_same_port(listen, metrics)
+            {
+                found.add(
+                    "server.metrics_listen",
+                    format!(
+                        "{metrics} would bind the same port as server.listen ({listen}); leave \
+                         metrics_listen unset to serve /metrics on the main address"
+                    ),
+                );
+                return None;
+            }
+            Some(metrics)
+        }
+        None => None,
+    };
+
+    Some(ServerConfig {
+        listen: listen?,
+        public_url: public_url?,
+        trusted_proxies,
+        metrics_listen,
+    })
+}
+
+fn discourse(raw: RawDiscourse, found: &mut Problems<'_>) -> Option<DiscourseConfig> {
+    let url = match given(raw.url) {
+        Some(text) => site_url(
+            "discourse.url",
+            &text,
+            "give the forum's base address; Discourse installs in a subfolder are not supported",
+            found,
+        ),
+        None => {
+            found.required("discourse.url");
+            None
+        }
+    };
+
+    let connect_secret = match secret(
+        "discourse.connect_secret",
+        raw.connect_secret,
+        raw.connect_secret_file,
+        found,
+    ) {
+        SecretInput::Given(secret) => {
+            if secret.expose_secret().chars().count() < MIN_CONNECT_SECRET_CHARS {
+                found.add(
+                    "discourse.connect_secret",
+                    format!(
+                        "must be at least {MIN_CONNECT_SECRET_CHARS} characters, as Discourse \
+                         requires for discourse_connect_secret"
+                    ),
+                );
+                None
+            } else {
+                Some(secret)
+            }
+        }
+        SecretInput::Missing => {
+            found.required_secret("discourse.connect_secret");
+            None
+        }
+        SecretInput::Broken => None,
+    };
+
+    let api_key = secret("discourse.api_key", raw.api_key, raw.api_key_file, found);
+    let api_username = given(raw.api_username);
+    let (api_key, api_username) = match (api_key, api_username) {
+        (SecretInput::Broken, _) => return None,
+        (SecretInput::Given(key), Some(username)) => (Some(key), Some(username)),
+        (SecretInput::Missing, None) => (None, None),
+        (SecretInput::Given(_), None) => {
+            found.add(
+                "discourse.api_username",
+                "is required when discourse.api_key is set: admin API calls are made as this \
+                 user (e.g. system)",
+            );
+            return None;
+        }
+        (SecretInput::Missing, Some(_)) => {
+            found.add(
+                "discourse.api_key",
+                "is required when discourse.api_username is set (an admin API key, or \
+                 api_key_file)",
+            );
+            return None;
+        }
+    };
+
+    Some(DiscourseConfig {
+        url: url?,
+        connect_secret: connect_secret?,
+        api_key,
+        api_username,
+    })
+}
+
+fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
+    let (issuer, issuer_exact) = match given(raw.issuer) {
+        Some(text) => {
+            let text = text.trim().to_owned();
+            (web_url("oidc.issuer", &text, found), Some(text))
+        }
+        None => {
+            found.required("oidc.issuer");
+            (None, None)
+        }
+    };
+
+    let client_id = given(raw.client_id);
+    if client_id.is_none() {
+        found.required("oidc.client_id");
+    }
+
+    let client_secret = match secret(
+        "oidc.client_secret",
+        raw.client_secret,
+        raw.client_secret_file,
+        found,
+    ) {
+        SecretInput::Given(secret) => Some(Some(secret)),
+        SecretInput::Missing if raw.token_auth_method != TokenAuthMethod::None => {
+            found.add(
+                "oidc.client_secret",
+                format!(
+                    "is required unless oidc.token_auth_method = \"none\" (a public client \
+                     that relies on PKCE alone); set it, or client_secret_file, in the config \
+                     file or with {} / {}_FILE",
+                    env_var_name("oidc.client_secret"),
+                    env_var_name("oidc.client_secret"),
+                ),
+            );
+            None
+        }
+        SecretInput::Missing => Some(None),
+        SecretInput::Broken => None,
+    };
+
+    let scopes = scopes(&raw.scopes, found);
+    let auth_params = auth_params(raw.auth_params, found);
+    let clock_skew = duration(
+        "oidc.clock_skew",
+        &raw.clock_skew,
+        Bound::ZeroAllowed,
+        found,
+    );
+    let http_timeout = duration(
+        "oidc.http_timeout",
+        &raw.http_timeout,
+        Bound::Positive,
+        found,
+    );
+    let jwks_min_refresh_interval = duration(
+        "oidc.jwks_min_refresh_interval",
+        &raw.jwks_min_refresh_interval,
+        Bound::ZeroAllowed,
+        found,
+    );
+
+    Some(OidcConfig {
+        issuer: issuer?,
+        issuer_exact: issuer_exact?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        scopes: scopes?,
+        auth_params: auth_params?,
+        userinfo: raw.userinfo,
+        token_auth_method: raw.token_auth_method,
+        clock_skew: clock_skew?,
+        http_timeout: http_timeout?,
+        jwks_min_refresh_interval: jwks_min_refresh_interval?,
+    })
+}
+
+/// Scope tokens are space-separated on the wire, so one with a space in it would silently turn
+/// into two; duplicates are dropped, keeping the first occurrence's position.
+fn scopes(raw: &[String], found: &mut Problems<'_>) -> Option<Vec<String>> {
+    let mut scopes: Vec<String> = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (index, scope) in raw.iter().enumerate() {
+        if scope.is_empty()
+            || scope
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            found.add(
+                format!("oidc.scopes[{index}]"),
+                format!("\"{scope}\" is not a scope name; list each scope as its own item"),
+            );
+            ok = false;
+        } else if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    if !scopes.iter().any(|scope| scope == "openid") {
+        found.add(
+            "oidc.scopes",
+            "must include \"openid\": without it the identity provider runs plain OAuth and \
+             returns no ID token",
+        );
+        ok = false;
+    }
+    ok.then_some(scopes)
+}
+
+fn auth_params(
+    raw: BTreeMap<String, String>,
+    found: &mut Problems<'_>,
+) -> Option<BTreeMap<String, String>> {
+    let mut ok = true;
+    for name in raw.keys() {
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_AUTH_PARAMS.contains(&lower.as_str()) {
+            let hint = match lower.as_str() {
+                "scope" => "; list scopes in oidc.scopes instead",
+                "client_id" => "; it comes from oidc.client_id",
+                "redirect_uri" => "; it is server.public_url + /callback",
+                _ => "",
+            };
+            found.add(
+                format!("oidc.auth_params.{name}"),
+                format!("is set by the bridge itself and cannot be overridden{hint}"),
+            );
+            ok = false;
+        } else if name.is_empty() {
+            found.add("oidc.auth_params", "has a parameter with an empty name");
+            ok = false;
+        }
+    }
+    ok.then_some(raw)
+}
+
+fn session(
+    raw: RawSession,
+    discourse: Option<&DiscourseConfig>,
+    found: &mut Problems<'_>,
+) -> Option<SessionConfig> {
+    let secret = match secret("session.secret", raw.secret, raw.secret_file, found) {
+        SecretInput::Given(secret) => {
+            let bytes = secret.expose_secret().len();
+            if bytes < MIN_SESSION_SECRET_BYTES {
+                found.add(
+                    "session.secret",
+                    format!(
+                        "must be at least {MIN_SESSION_SECRET_BYTES} bytes (it is {bytes}); \
+                         generate one with `openssl rand -hex 32`"
+                    ),
+                );
+                None
+            } else if discourse
+                .is_some_and(|d| d.connect_secret.expose_secret() == secret.expose_secret())
+            {
+                found.add(
+                    "session.secret",
+                    "must differ from discourse.connect_secret: the forum's admins know that \
+                     one, and must not be able to forge the bridge's cookies; generate one with \
+                     `openssl rand -hex 32`",
+                );
+                None
+            } else {
+                Some(secret)
+            }
+        }
+        SecretInput::Missing => {
+            found.add(
+                "session.secret",
+                format!(
+                    "is required (it protects the bridge's cookies); generate one with `openssl \
+                     rand -hex 32` and set it, or secret_file, in the config file or with {} / \
+                     {}_FILE",
+                    env_var_name("session.secret"),
+                    env_var_name("session.secret")
+                ),
+            );
+            None
+        }
+        SecretInput::Broken => None,
+    };
+
+    let login_timeout = duration(
+        "session.login_timeout",
+        &raw.login_timeout,
+        Bound::Positive,
+        found,
+    );
+    if let Some(timeout) = login_timeout
+        && timeout > MAX_LOGIN_TIMEOUT
+    {
+        found.add(
+            "session.login_timeout",
+            format!(
+                "{} is longer than 30m: Discourse forgets its login nonce after 30 minutes, so \
+                 a slower login could never finish",
+                humantime::format_duration(timeout)
+            ),
+        );
+        return None;
+    }
+
+    Some(SessionConfig {
+        secret: secret?,
+        login_timeout: login_timeout?,
+    })
+}
+
+fn logout(raw: RawLogout, found: &mut Problems<'_>) -> Option<LogoutConfig> {
+    let max_token_age = duration(
+        "logout.max_token_age",
+        &raw.max_token_age,
+        Bound::Positive,
+        found,
+    );
+    let relay_retry_for = duration(
+        "logout.relay_retry_for",
+        &raw.relay_retry_for,
+        Bound::Positive,
+        found,
+    );
+    Some(LogoutConfig {
+        strict_typ: raw.strict_typ,
+        allow_missing_exp: raw.allow_missing_exp,
+        max_token_age: max_token_age?,
+        relay_retry_for: relay_retry_for?,
+        rp_initiated: raw.rp_initiated,
+    })
+}
+
+fn store(raw: RawStore, found: &mut Problems<'_>) -> Option<StoreConfig> {
+    if raw.path.as_os_str().is_empty() {
+        found.add("store.path", "must not be empty");
+        return None;
+    }
+    Some(StoreConfig { path: raw.path })
+}
+
+fn log(raw: RawLog, found: &mut Problems<'_>) -> Option<LogConfig> {
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&raw.level) {
+        found.add(
+            "log.level",
+            format!(
+                "\"{}\" is not a log filter ({error}); use e.g. info, debug or \
+                 discourse_oidc_bridge=debug,info",
+                raw.level
+            ),
+        );
+        return None;
+    }
+    Some(LogConfig {
+        format: raw.format,
+        level: raw.level,
+    })
+}
+
+fn limits(
+    raw: RawLimits,
+    oidc: Option<&OidcConfig>,
+    found: &mut Problems<'_>,
+) -> Option<LimitsConfig> {
+    let mut ok = true;
+    for (key, value) in [
+        ("limits.login_per_minute", raw.login_per_minute),
+        ("limits.backchannel_per_minute", raw.backchannel_per_minute),
+    ] {
+        if value == 0 {
+            found.add(key, "must be at least 1");
+            ok = false;
+        }
+    }
+    if raw.max_body_bytes < MIN_BODY_BYTES {
+        found.add(
+            "limits.max_body_bytes",
+            format!(
+                "must be at least {MIN_BODY_BYTES}: a back-channel logout token alone can take \
+                 about 2 KiB"
+            ),
+        );
+        ok = false;
+    }
+    let request_timeout = duration(
+        "limits.request_timeout",
+        &raw.request_timeout,
+        Bound::Positive,
+        found,
+    );
+    if let (Some(timeout), Some(oidc)) = (request_timeout, oidc)
+        && timeout <= oidc.http_timeout
+    {
+        found.add(
+            "limits.request_timeout",
+            format!(
+                "{} must be longer than oidc.http_timeout ({}): the callback makes several \
+                 requests to the identity provider within one request",
+                humantime::format_duration(timeout),
+                humantime::format_duration(oidc.http_timeout)
+            ),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(LimitsConfig {
+        login_per_minute: raw.login_per_minute,
+        backchannel_per_minute: raw.backchannel_per_minute,
+        max_body_bytes: raw.max_body_bytes,
+        request_timeout: request_timeout?,
+    })
+}
+
+/// An optional string, with an empty one counting as unset so that an environment variable
+/// set to `""` clears a key written in the file.
+fn given(text: Option<String>) -> Option<String> {
+    text.filter(|text| !text.trim().is_empty())
+}
+
+fn socket_addr(key: &str, text: &str, found: &mut Problems<'_>) -> Option<SocketAddr> {
+    match text.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            found.add(
+                key,
+                format!(
+                    "\"{text}\" is not an IP address with a port (e.g. 0.0.0.0:8080, \
+                     127.0.0.1:8080 or [::]:8080); host names are not accepted"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Two listeners conflict on the same port when their addresses are equal or either is the
+/// wildcard address.
+fn binds_same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A CIDR network, or a single address taken as a network of one.
+fn ip_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// An absolute http(s) URL with a host and without credentials, query or fragment.
+fn web_url(key: &str, text: &str, found: &mut Problems<'_>) -> Option<Url> {
+    let url = match Url::parse(text.trim()) {
+        Ok(url) => url,
+        Err(error) => {
+            found.add(key, format!("\"{text}\" is not a URL ({error})"));
+            return None;
+        }
+    };
+    let mut ok = true;
+    if !matches!(url.scheme(), "https" | "http") {
+        found.add(
+            key,
+            format!(
+                "must be an https:// (or http://) URL, not {}:",
+                url.scheme()
+            ),
+        );
+        ok = false;
+    }
+    if url.host().is_none() {
+        found.add(key, "must name a host");
+        ok = false;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        found.add(key, "must not contain a user name or password");
+        ok = false;
+    }
+    if url.query().is_some() {
+        found.add(key, "must not have a query (?...)");
+        ok = false;
+    }
+    if url.fragment().is_some() {
+        found.add(key, "must not have a fragment (#...)");
+        ok = false;
+    }
+    ok.then_some(url)
+}
+
+/// A site's base address: a [`web_url`] whose path is empty or a single `/` (the two are the
+/// same URL, so a trailing slash is accepted rather than rejected).
+fn site_url(key: &str, text: &str, why: &str, found: &mut Problems<'_>) -> Option<Url> {
+    let url = web_url(key, text, found)?;
+    if url.path() != "/" {
+        found.add(
+            key,
+            format!("must not have a path (found {}): {why}", url.path()),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+/// Whether a duration may be zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    ZeroAllowed,
+    Positive,
+}
+
+fn duration(key: &str, text: &str, bound: Bound, found: &mut Problems<'_>) -> Option<Duration> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if bound == Bound::Positive && duration.is_zero() => {
+            found.add(key, "must be longer than zero");
+            None
+        }
+        Ok(duration) => Some(duration),
+        Err(error) => {
+            found.add(
+                key,
+                format!(
+                    "\"{text}\" is not a duration ({error}); write e.g. \"90s\", \"10m\" or \"24h\""
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A secret as configured: given (directly or through its file), not given, or given in a way
+/// that is already reported as a problem.
+enum SecretInput {
+    Given(SecretString),
+    Missing,
+    Broken,
+}
+
+impl Problems<'_> {
+    fn required_secret(&mut self, key: &str) {
+        let var = env_var_name(key);
+        let short = key.rsplit('.').next().unwrap_or(key);
+        self.add(
+            key,
+            format!(
+                "is required; set it, or {short}_file, in the config file or with {var} / \
+                 {var}_FILE"
+            ),
+        );
+    }
+}
+
+/// Resolves `key` from its inline value or its `<key>_file`. The file's content is used with one
+/// trailing newline removed (files written by `echo` or editors end with one). Messages name the
+/// key and the path, never the content.
+fn secret(
+    key: &str,
+    inline: Option<RawSecret>,
+    file: Option<PathBuf>,
+    found: &mut Problems<'_>,
+) -> SecretInput {
+    let file = file.filter(|path| !path.as_os_str().is_empty());
+    let inline = inline.filter(|secret| !secret.0.expose_secret().is_empty());
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            let short = key.rsplit('.').next().unwrap_or(key);
+            found.add(
+                key,
+                format!("is set both directly and as {short}_file; set only one of them"),
+            );
+            SecretInput::Broken
+        }
+        (Some(RawSecret(secret)), None) => SecretInput::Given(secret),
+        (None, Some(path)) => read_secret_file(key, &path, found),
+        (None, None) => SecretInput::Missing,
+    }
+}
+
+fn read_secret_file(key: &str, path: &Path, found: &mut Problems<'_>) -> SecretInput {
+    let file_key = format!("{key}_file");
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            found.add(file_key, format!("cannot read {}: {error}", path.display()));
+            return SecretInput::Broken;
+        }
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) => {
+            found.add(file_key, format!("{} is not UTF-8 text", path.display()));
+            return SecretInput::Broken;
+        }
+    };
+    let secret = SecretString::from(strip_one_newline(text));
+    if secret.expose_secret().is_empty() {
+        found.add(file_key, format!("{} is empty", path.display()));
+        return SecretInput::Broken;
+    }
+    SecretInput::Given(secret)
+}
+
+/// Removes one trailing `\n` or `\r\n`, leaving any other whitespace: a secret may legitimately
+/// end in spaces, but not in the newline an editor appends.
+fn strip_one_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
+/// True for `localhost`, `*.localhost` and loopback addresses, where plain http is acceptable.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.');
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<T>(run: impl FnOnce(&mut Problems<'_>) -> Option<T>) -> (Option<T>, Vec<String>) {
+        let mut problems = Vec::new();
+        let value = run(&mut Problems(&mut problems));
+        (value, problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn site_urls_accept_one_trailing_slash_and_reject_paths() {
+        let why = "reason";
+        let (url, problems) = check(|f| site_url("k", "https://forum.example.com/", why, f));
+        assert!(problems.is_empty());
+        assert_eq!(
+            url.map(String::from).as_deref(),
+            Some("https://forum.example.com/")
+        );
+
+        let (_, problems) = check(|f| site_url("k", "https://example.com/forum", why, f));
+        assert_eq!(problems, ["k: must not have a path (found /forum): reason"]);
+
+        let (_, problems) = check(|f| site_url("k", "https://example.com//", why, f));
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn web_urls_report_every_defect() {
+        let (_, problems) = check(|f| web_url("k", "ftp://u:p@host/?q#f", f));
+        assert_eq!(
+            problems,
+            [
+                "k: must be an https:// (or http://) URL, not ftp:",
+                "k: must not contain a user name or password",
+                "k: must not have a query (?...)",
+                "k: must not have a fragment (#...)",
+            ]
+        );
+        let (_, problems) = check(|f| web_url("k", "forum.example.com", f));
+        assert_eq!(
+            problems,
+            ["k: \"forum.example.com\" is not a URL (relative URL without a base)"]
+        );
+    }
+
+    #[test]
+    fn durations_are_human_and_bounded() {
+        let (d, _) = check(|f| duration("k", "10m", Bound::Positive, f));
+        assert_eq!(d, Some(Duration::from_secs(600)));
+        let (d, _) = check(|f| duration("k", "1h 30m", Bound::Positive, f));
+        assert_eq!(d, Some(Duration::from_secs(5400)));
+        let (d, problems) = check(|f| duration("k", "0s", Bound::Positive, f));
+        assert_eq!((d, problems.len()), (None, 1));
+        let (d, _) = check(|f| duration("k", "0s", Bound::ZeroAllowed, f));
+        assert_eq!(d, Some(Duration::ZERO));
+        let (_, problems) = check(|f| duration("k", "10 minutez", Bound::Positive, f));
+        assert!(
+            problems[0].starts_with("k: \"10 minutez\" is not a duration"),
+            "{problems:?}"
+        );
+        let (_, problems) = check(|f| duration("k", "600", Bound::Positive, f));
+        assert_eq!(problems.len(), 1, "a bare number has no unit");
+    }
+
+    #[test]
+    fn proxies_accept_networks_and_single_addresses() {
+        assert_eq!(
+            ip_net("10.0.0.0/8").map(|n| n.to_string()).as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(
+            ip_net("192.0.2.7").map(|n| n.to_string()).as_deref(),
+            Some("192.0.2.7/32")
+        );
+        assert_eq!(
+            ip_net("::1").map(|n| n.to_string()).as_deref(),
+            Some("::1/128")
+        );
+        assert_eq!(ip_net("10.0.0.0/33"), None);
+        assert_eq!(ip_net("proxy.internal"), None);
+    }
+
+    #[test]
+    fn listeners_conflict_on_wildcards() {
+        let addr = |s: &str| s.parse::<SocketAddr>().ok();
+        let pairs = [
+            ("0.0.0.0:8080", "127.0.0.1:8080", true),
+            ("127.0.0.1:8080", "127.0.0.1:8080", true),
+            ("127.0.0.1:8080", "127.0.0.2:8080", false),
+            ("0.0.0.0:8080", "0.0.0.0:9090", false),
+        ];
+        for (a, b, conflict) in pairs {
+            let (Some(a), Some(b)) = (addr(a), addr(b)) else {
+                unreachable!("test addresses parse");
+            };
+            assert_eq!(binds_same_port(a, b), conflict, "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn secret_files_lose_exactly_one_newline() {
+        assert_eq!(strip_one_newline("abc\n".to_owned()), "abc");
+        assert_eq!(strip_one_newline("abc\r\n".to_owned()), "abc");
+        assert_eq!(strip_one_newline("abc\n\n".to_owned()), "abc\n");
+        assert_eq!(strip_one_newline("abc ".to_owned()), "abc ");
+        assert_eq!(strip_one_newline("abc".to_owned()), "abc");
+    }
+
+    #[test]
+    fn scopes_need_openid_and_no_spaces_and_lose_duplicates() {
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (kept, problems) = check(|f| scopes(&list(&["openid", "email", "openid"]), f));
+        assert!(problems.is_empty());
+        assert_eq!(kept, Some(list(&["openid", "email"])));
+
+        let (_, problems) = check(|f| scopes(&list(&["email", "openid profile"]), f));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("oidc.scopes[1]: \"openid profile\""));
+        assert!(problems[1].starts_with("oidc.scopes: must include \"openid\""));
+    }
+
+    #[test]
+    fn reserved_auth_params_are_rejected_in_any_case() {
+        let params = BTreeMap::from([
+            ("prompt".to_owned(), "login".to_owned()),
+            ("Nonce".to_owned(), "x".to_owned()),
+            ("scope".to_owned(), "openid".to_owned()),
+        ]);
+        let (kept, problems) = check(|f| auth_params(params, f));
+        assert_eq!(kept, None);
+        assert_eq!(
+            problems,
+            [
+                "oidc.auth_params.Nonce: is set by the bridge itself and cannot be overridden",
+                "oidc.auth_params.scope: is set by the bridge itself and cannot be overridden; \
+                 list scopes in oidc.scopes instead",
+            ]
+        );
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for (url, loopback) in [
+            ("http://localhost:3000", true),
+            ("http://idp.localhost", true),
+            ("http://127.0.0.1:9000", true),
+            ("http://[::1]:9000", true),
+            ("http://login.example.com", false),
+            ("http://10.0.0.1", false),
+        ] {
+            let parsed = Url::parse(url).ok();
+            assert_eq!(parsed.as_ref().map(is_loopback), Some(loopback), "{url}");
+        }
+    }
+}
