@@ -116,14 +116,9 @@ impl Provider {
         cfg: &OidcConfig,
         redirect_url: &url::Url,
     ) -> Result<Self, ProviderError> {
-        let issuer = IssuerUrl::new(cfg.issuer.as_str().trim_end_matches('/').to_owned())
+        // The issuer exactly as configured: discovery and `iss` checks compare it byte for byte.
+        let issuer = IssuerUrl::new(cfg.issuer_exact.clone())
             .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?;
-        let issuer = if cfg.issuer.as_str().ends_with('/') && cfg.issuer.path() != "/" {
-            IssuerUrl::new(cfg.issuer.as_str().to_owned())
-                .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?
-        } else {
-            issuer
-        };
         let started = Instant::now();
         let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
