@@ -1,3 +1,4 @@
 //! End-to-end tests: the real bridge against real peers started by the harness.
 
+mod harness_selftest;
 mod support;
