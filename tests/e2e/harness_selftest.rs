@@ -3,7 +3,12 @@
 //! independent code written here (HMAC, Base64, RS256 against the JWKS).
 
 // The helpers below are test code too: failing loudly is their job.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -344,9 +349,11 @@ async fn op_pkce_login_yields_id_token_with_groups_and_sid() {
 }
 
 #[tokio::test]
-async fn op_conform_mode_keeps_scope_claims_out_of_the_id_token() {
+async fn op_conform_mode_and_consent_page() {
+    // Scope claims only in userinfo; the consent page shown and accepted by the browser.
     let idp = TestIdp::start(IdpOptions {
         conform_id_token_claims: true,
+        auto_consent: false,
         ..op_with_bridge_client()
     })
     .await;

@@ -19,7 +19,8 @@
 //   }
 // When listening it prints one line on stdout:
 //   {"ready":true,"issuer":"http://127.0.0.1:<port>","port":<port>,"kid":"<kid>"}
-// Everything else (oidc-provider's warnings, request errors) goes to stderr.
+// Everything else (oidc-provider's warnings, request errors) goes to stderr. The OP exits when
+// its stdin reaches end-of-file, so a test process that dies never leaves it behind.
 //
 // Claims and scopes: scopes openid, email (email, email_verified), profile (name,
 // preferred_username, picture, ...), groups (groups). Any other claim a user has is put in the
@@ -468,3 +469,6 @@ process.stdout.write(`${JSON.stringify({ ready: true, issuer, port, kid: current
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => process.exit(0));
 }
+// The test process holds our stdin open; when it goes away (even killed), so do we.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();

@@ -594,25 +594,27 @@ fn sso_start(state: &Shared, query: Option<&str>, browser: Option<String>) -> Re
 /// `SessionController#sso_login`, in Discourse's order of checks.
 fn sso_login(state: &Shared, raw_query: &str, browser: Option<String>) -> Response {
     let mut state = lock(state);
-    let outcome = check_sso_login(&mut state, raw_query, browser.as_deref());
-    let (status, error, payload) = match &outcome {
-        Ok((_, login)) => (200, "", Some(login.payload.clone())),
-        Err((status, error, payload)) => (status.as_u16(), *error, payload.clone()),
-    };
-    state.attempts.push(SsoLoginAttempt {
-        status: if outcome.is_ok() { 302 } else { status },
-        error,
-        payload,
-    });
-    match outcome {
+    match check_sso_login(&mut state, raw_query, browser.as_deref()) {
         Ok((location, login)) => {
+            state.attempts.push(SsoLoginAttempt {
+                status: StatusCode::FOUND.as_u16(),
+                error: "",
+                payload: Some(login.payload.clone()),
+            });
             if let Some(browser) = browser {
                 state.sessions.insert(browser, Some(login.user_id));
             }
             state.logins.push(login);
             redirect(&location)
         }
-        Err((status, error, _)) => text(status, &format!("sso_login failed: {error}")),
+        Err((status, error, payload)) => {
+            state.attempts.push(SsoLoginAttempt {
+                status: status.as_u16(),
+                error,
+                payload,
+            });
+            text(status, &format!("sso_login failed: {error}"))
+        }
     }
 }
 

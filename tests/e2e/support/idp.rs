@@ -407,7 +407,8 @@ async fn spawn(options: &IdpOptions, stderr: &Arc<Mutex<String>>) -> (Child, Str
         .arg("op.mjs")
         .arg(&config)
         .current_dir(&dir)
-        .stdin(Stdio::null())
+        // op.mjs exits when its stdin closes: no orphaned OP even if the test process is killed.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

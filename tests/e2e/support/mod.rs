@@ -3,7 +3,12 @@
 #![allow(dead_code)]
 // Test support code: a failed expectation here is a failed test, and the peers' logs belong on the
 // test's stderr, so the production-code lints against panicking and printing don't apply.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 pub mod browser;
 pub mod forum;
