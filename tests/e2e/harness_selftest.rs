@@ -627,7 +627,7 @@ async fn op_backchannel_logout_reaches_a_loopback_receiver() {
 }
 
 #[tokio::test]
-async fn op_stop_and_restart() {
+async fn op_stop_restart_and_delay() {
     let mut idp = TestIdp::start(op_with_bridge_client()).await;
     let discovery = idp.discovery_url();
     idp.stop();
@@ -638,6 +638,15 @@ async fn op_stop_and_restart() {
     idp.restart().await;
     let resp = http().get(discovery).send().await.expect("OP back");
     assert_eq!(resp.status(), StatusCode::OK);
+
+    // A hanging endpoint: the next /jwks is held, the one after is not.
+    idp.delay_next("/jwks", Duration::from_millis(400)).await;
+    let started = Instant::now();
+    jwks(&idp).await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let started = Instant::now();
+    jwks(&idp).await;
+    assert!(started.elapsed() < Duration::from_millis(400));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@
 //        OP session).
 //   POST /__test/sign                     {header?, claims, sign?} → {"jwt"} a compact JWS made
 //        with the OP's key (for hand-crafted logout tokens the relying party will trust).
+//   POST /__test/delay-next               {path, ms} the next request to that path (e.g. /token,
+//        /jwks, /me) waits ms before being served: an IdP that hangs.
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -311,6 +313,7 @@ async function signCompact(header, payload, sign = 'default') {
 const idTokenMutations = [];
 const userinfoMutations = [];
 let denyNext = 0;
+const delays = [];
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
@@ -389,6 +392,11 @@ const testRoutes = {
     denyNext += body.count ?? 1;
     return { pending: denyNext };
   },
+  'POST /__test/delay-next': async ({ path, ms }) => {
+    if (typeof path !== 'string' || typeof ms !== 'number') throw new Error('path and ms are required');
+    delays.push({ path, ms });
+    return { pending: delays.length };
+  },
   'POST /__test/sign': async (body) => ({
     jwt: await signCompact(body.header ?? {}, body.claims ?? {}, body.sign ?? 'default'),
   }),
@@ -415,6 +423,12 @@ provider.use(async (ctx, next) => {
       ctx.body = { error: err.message };
     }
     return;
+  }
+
+  const delay = delays.findIndex((d) => d.path === ctx.path);
+  if (delay !== -1) {
+    const [{ ms }] = delays.splice(delay, 1);
+    await new Promise((resolve) => { setTimeout(resolve, ms); });
   }
 
   // The devInteractions form submission: check the login, or deny on request.

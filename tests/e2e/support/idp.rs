@@ -356,6 +356,18 @@ impl TestIdp {
             .await;
     }
 
+    /// The next request to `path` (e.g. `/token`, `/jwks`, `/me`) is held for `delay` before the
+    /// OP serves it: an IdP that hangs rather than refusing connections.
+    pub async fn delay_next(&self, path: &str, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.control(
+            "POST",
+            "/__test/delay-next",
+            json!({ "path": path, "ms": ms }),
+        )
+        .await;
+    }
+
     /// A compact JWS over `claims` with the given header fields, signed like the OP signs
     /// (hand-crafted logout tokens that the relying party's JWKS check accepts).
     pub async fn sign(&self, header: Value, claims: Value, sign: Signer) -> String {
