@@ -1,8 +1,157 @@
 //! DiscourseConnect codec: verifies Discourse's signed login requests and builds the signed
 //! answers Discourse accepts at `/session/sso_login` (DiscourseConnect, as implemented by
 //! Discourse's `DiscourseConnectBase`). Pure: no I/O, no clock.
+//!
+//! On the wire a message is `sso=<Base64 of a form-encoded query>&sig=<hex HMAC-SHA256 of that
+//! Base64 text>`. Outgoing messages are built exactly the way Discourse builds its own (strict
+//! form encoding, standard Base64, lowercase hex); incoming ones are accepted the way Discourse
+//! accepts them (line breaks and missing padding allowed, URL-safe Base64 refused).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, Mac};
+use sha2::{Digest as _, Sha256};
+
+/// The longest `sso` text accepted. Discourse's own request is about 150 bytes and a generous
+/// answer a few hundred; the limit only stops oversized input before it is hashed and decoded.
+pub const MAX_SSO_LEN: usize = 8 * 1024;
+
+/// Length of a hex-encoded HMAC-SHA256.
+const SIG_HEX_LEN: usize = 64;
+
+/// Standard alphabet. Encoding pads, like Ruby's `Base64.strict_encode64`; decoding accepts
+/// missing padding and non-zero trailing bits, like Ruby's lenient `Base64.decode64`.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Why an incoming DiscourseConnect message was refused.
+///
+/// Messages name what is wrong, never the payload, the signature or the secret, so they can be
+/// logged and shown on an error page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the DiscourseConnect request has no `sso` parameter")]
+    MissingSso,
+    #[error("the DiscourseConnect request has no `sig` parameter")]
+    MissingSig,
+    #[error("the DiscourseConnect request has more than one `sso` parameter")]
+    RepeatedSso,
+    #[error("the DiscourseConnect request has more than one `sig` parameter")]
+    RepeatedSig,
+    #[error("the DiscourseConnect `sso` payload is empty")]
+    EmptyPayload,
+    #[error(
+        "the DiscourseConnect `sso` payload is {len} bytes long; at most {MAX_SSO_LEN} are accepted"
+    )]
+    PayloadTooLong { len: usize },
+    #[error(
+        "the DiscourseConnect `sso` payload holds characters outside the standard Base64 alphabet \
+         (URL-safe Base64, or a `+` that was not percent-encoded and became a space)"
+    )]
+    OutsideBase64Alphabet,
+    #[error("the DiscourseConnect `sso` payload is not valid Base64")]
+    InvalidBase64,
+    #[error("the DiscourseConnect payload is not UTF-8 text")]
+    NotUtf8,
+    #[error("the DiscourseConnect `sig` is not 64 lowercase hexadecimal characters")]
+    MalformedSig,
+    #[error(
+        "the DiscourseConnect `sig` does not match the payload \
+         (do both sides use the same DiscourseConnect secret?)"
+    )]
+    SignatureMismatch,
+    #[error("the DiscourseConnect payload gives the key `{key}` more than once")]
+    RepeatedKey {
+        /// The key if Discourse defines it, else `custom.*` or `(unrecognised)`: names chosen by
+        /// the sender are not repeated back.
+        key: &'static str,
+    },
+    #[error("the DiscourseConnect payload has no `nonce`")]
+    MissingNonce,
+    #[error("the DiscourseConnect payload has no `return_sso_url`")]
+    MissingReturnSsoUrl,
+}
+
+impl ConnectError {
+    /// True when the message was well formed but signed with another secret (or tampered
+    /// with): the HTTP layer answers 403 for this and 400 for every other variant.
+    pub fn is_bad_signature(&self) -> bool {
+        matches!(self, ConnectError::SignatureMismatch)
+    }
+}
+
+/// The DiscourseConnect shared secret (`discourse_connect_secret`), ready to sign and verify.
+///
+/// Holds the HMAC key state rather than the text, and never prints it.
+#[derive(Clone)]
+pub struct ConnectSecret {
+    keyed_mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for ConnectSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectSecret([redacted])")
+    }
+}
+
+impl ConnectSecret {
+    /// Keys HMAC-SHA256 with the secret's bytes, as Discourse does with the setting's text.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self {
+            keyed_mac: keyed_hmac(secret.as_ref()),
+        }
+    }
+
+    /// The lowercase hex HMAC-SHA256 of the Base64 text exactly as given (line breaks
+    /// included), which is what Discourse puts in `sig`.
+    pub fn sign(&self, base64_text: &str) -> String {
+        let mut mac = self.keyed_mac.clone();
+        mac.update(base64_text.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Checks `sig_hex` against the Base64 text exactly as received, in constant time.
+    ///
+    /// Only 64 lowercase hex characters are a signature: Discourse compares the hex strings
+    /// themselves, so it refuses uppercase hex too.
+    pub fn verify(&self, base64_text: &str, sig_hex: &str) -> Result<(), ConnectError> {
+        let well_formed = sig_hex.len() == SIG_HEX_LEN
+            && sig_hex
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            return Err(ConnectError::MalformedSig);
+        }
+        let expected = hex::decode(sig_hex).map_err(|_| ConnectError::MalformedSig)?;
+        let mut mac = self.keyed_mac.clone();
+        mac.update(base64_text.as_bytes());
+        mac.verify_slice(&expected)
+            .map_err(|_| ConnectError::SignatureMismatch)
+    }
+}
+
+/// Keys HMAC-SHA256 through the block-sized key of RFC 2104 §2 (a longer secret is hashed
+/// first, a shorter one zero-padded), so that keying has no error path: `new_from_slice`
+/// returns a `Result` even though HMAC accepts keys of any length.
+fn keyed_hmac(secret: &[u8]) -> Hmac<Sha256> {
+    let mut block_key = hmac::digest::Key::<Hmac<Sha256>>::default();
+    if secret.len() > block_key.len() {
+        let digest = Sha256::digest(secret);
+        block_key[..digest.len()].copy_from_slice(&digest);
+    } else {
+        block_key[..secret.len()].copy_from_slice(secret);
+    }
+    <Hmac<Sha256> as Mac>::new(&block_key)
+}
 
 /// Every payload key Discourse reads from a provider's answer, in the order Discourse itself
 /// emits them. `custom.<name>` fields are kept apart and always come last.
@@ -200,16 +349,842 @@ impl Payload {
     }
 }
 
-/// Placeholder until the codec lands (merged from the codec branch).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    #[error("signature mismatch")]
-    SignatureMismatch,
+impl Payload {
+    /// The inner query, form-encoded the way Discourse's `Rack::Utils.build_query` does it
+    /// (only `A-Z a-z 0-9 * - . _` literal, space as `+`, everything else `%XX`), keys in
+    /// [`Payload::pairs`] order.
+    pub fn encode_query(&self) -> String {
+        let mut query = String::new();
+        for (index, (key, value)) in self.pairs().enumerate() {
+            if index > 0 {
+                query.push('&');
+            }
+            form_escape_into(&mut query, &key);
+            query.push('=');
+            form_escape_into(&mut query, value);
+        }
+        query
+    }
+
+    /// Encodes and signs the payload for the wire.
+    pub fn sign(&self, secret: &ConnectSecret) -> SignedPayload {
+        SignedPayload::from_query(&self.encode_query(), secret)
+    }
+
+    /// Parses an inner query (`application/x-www-form-urlencoded`, UTF-8), the inverse of
+    /// [`Payload::encode_query`]. It checks no signature: anything received goes through
+    /// [`Payload::decode`].
+    ///
+    /// Any repeated key is refused, because Rack turns it into an array that Discourse then
+    /// fails on. The keys Discourse defines and `custom.<name>` are kept; any other key is
+    /// dropped, as Discourse drops it. A key without `=` counts as given without a value, which
+    /// Discourse reads as unset.
+    pub fn from_query(query: &str) -> Result<Payload, ConnectError> {
+        let mut payload = Payload::new();
+        let mut seen_keys = HashSet::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (raw_key, raw_value) = match pair.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (pair, None),
+            };
+            let key = String::from_utf8(form_decode(raw_key)).map_err(|_| ConnectError::NotUtf8)?;
+            let field = Field::from_key(&key);
+            let custom_name = key.strip_prefix("custom.").filter(|name| !name.is_empty());
+            if !seen_keys.insert(key.clone()) {
+                let key = match (field, custom_name) {
+                    (Some(field), _) => field.key(),
+                    (None, Some(_)) => "custom.*",
+                    (None, None) => "(unrecognised)",
+                };
+                return Err(ConnectError::RepeatedKey { key });
+            }
+            let Some(raw_value) = raw_value else {
+                continue;
+            };
+            let value =
+                String::from_utf8(form_decode(raw_value)).map_err(|_| ConnectError::NotUtf8)?;
+            match (field, custom_name) {
+                (Some(field), _) => {
+                    payload.set(field, value);
+                }
+                (None, Some(name)) => {
+                    payload.set_custom(name, value);
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(payload)
+    }
+
+    /// Checks and decodes an `sso`/`sig` pair whose URL encoding was already removed (see
+    /// [`parse_sso_query`]).
+    ///
+    /// The order follows Discourse: size, Base64 alphabet, then the signature over the text
+    /// exactly as received (line breaks included), and only then decoding. Decoding is lenient
+    /// where Discourse is: CR/LF line breaks and missing padding are accepted.
+    pub fn decode(sso: &str, sig: &str, secret: &ConnectSecret) -> Result<Payload, ConnectError> {
+        if sso.is_empty() {
+            return Err(ConnectError::EmptyPayload);
+        }
+        if sso.len() > MAX_SSO_LEN {
+            return Err(ConnectError::PayloadTooLong { len: sso.len() });
+        }
+        if !sso.bytes().all(is_base64_text_byte) {
+            return Err(ConnectError::OutsideBase64Alphabet);
+        }
+        secret.verify(sso, sig)?;
+        let unwrapped: Vec<u8> = sso
+            .bytes()
+            .filter(|byte| !matches!(byte, b'\r' | b'\n'))
+            .collect();
+        let decoded = BASE64
+            .decode(unwrapped)
+            .map_err(|_| ConnectError::InvalidBase64)?;
+        let query = String::from_utf8(decoded).map_err(|_| ConnectError::NotUtf8)?;
+        Payload::from_query(&query)
+    }
 }
 
-impl ConnectError {
-    /// True for a signature mismatch (403); everything else is malformed input (400).
-    pub fn is_bad_signature(&self) -> bool {
-        matches!(self, ConnectError::SignatureMismatch)
+/// An encoded and signed payload, ready to be put into a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedPayload {
+    /// Standard Base64 of the inner query (padded, no line breaks), not yet URL-encoded.
+    pub sso: String,
+    /// Lowercase hex HMAC-SHA256 of `sso`.
+    pub sig: String,
+}
+
+/// Both parts are credentials for one login, so neither is printed.
+impl fmt::Debug for SignedPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedPayload")
+            .field("sso", &format_args!("[{} bytes]", self.sso.len()))
+            .field("sig", &format_args!("[redacted]"))
+            .finish()
+    }
+}
+
+impl SignedPayload {
+    /// Base64-encodes an inner query that is already form-encoded and signs it. Use
+    /// [`Payload::sign`] unless the exact query text matters (as in reproducing test vectors).
+    pub fn from_query(inner_query: &str, secret: &ConnectSecret) -> SignedPayload {
+        let sso = BASE64.encode(inner_query);
+        let sig = secret.sign(&sso);
+        SignedPayload { sso, sig }
+    }
+
+    /// `sso=<form-escaped Base64>&sig=<hex>`, as Discourse writes it (`+ / =` as `%2B %2F %3D`).
+    pub fn query_string(&self) -> String {
+        let mut query = String::from("sso=");
+        form_escape_into(&mut query, &self.sso);
+        query.push_str("&sig=");
+        form_escape_into(&mut query, &self.sig);
+        query
+    }
+
+    /// `base` with [`SignedPayload::query_string`] appended after `?`, or after `&` when `base`
+    /// already has a query (Discourse's `return_sso_url` and `discourse_connect_url` may). A
+    /// fragment stays at the end.
+    pub fn redirect_url(&self, base: &str) -> String {
+        let (before_fragment, fragment) = match base.split_once('#') {
+            Some((before, fragment)) => (before, Some(fragment)),
+            None => (base, None),
+        };
+        let separator = if !before_fragment.contains('?') {
+            "?"
+        } else if before_fragment.ends_with(['?', '&']) {
+            ""
+        } else {
+            "&"
+        };
+        let mut url = format!("{before_fragment}{separator}{}", self.query_string());
+        if let Some(fragment) = fragment {
+            url.push('#');
+            url.push_str(fragment);
+        }
+        url
+    }
+}
+
+/// What Discourse sends when a login starts: its one-time nonce and where to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoRequest {
+    /// Discourse's nonce, to be copied into the answer unchanged.
+    pub nonce: String,
+    /// Discourse's `/session/sso_login` URL, kept exactly as received.
+    pub return_sso_url: String,
+}
+
+impl SsoRequest {
+    /// Verifies Discourse's login request from the raw (still percent-encoded) URL query.
+    ///
+    /// An empty `nonce` or `return_sso_url` counts as missing: neither can start a login.
+    pub fn verify(raw_query: &str, secret: &ConnectSecret) -> Result<SsoRequest, ConnectError> {
+        let (sso, sig) = parse_sso_query(raw_query)?;
+        let mut payload = Payload::decode(&sso, &sig, secret)?;
+        let nonce = payload
+            .remove(Field::Nonce)
+            .filter(|nonce| !nonce.is_empty())
+            .ok_or(ConnectError::MissingNonce)?;
+        let return_sso_url = payload
+            .remove(Field::ReturnSsoUrl)
+            .filter(|url| !url.is_empty())
+            .ok_or(ConnectError::MissingReturnSsoUrl)?;
+        Ok(SsoRequest {
+            nonce,
+            return_sso_url,
+        })
+    }
+
+    /// Signs the request exactly as Discourse does (`nonce=…&return_sso_url=…`), for the demo
+    /// forum and for tests that play Discourse.
+    pub fn sign(&self, secret: &ConnectSecret) -> SignedPayload {
+        let mut payload = Payload::new();
+        payload
+            .set(Field::Nonce, self.nonce.as_str())
+            .set(Field::ReturnSsoUrl, self.return_sso_url.as_str());
+        payload.sign(secret)
+    }
+}
+
+/// Takes `sso` and `sig` out of a raw URL query string (without or with its leading `?`).
+///
+/// Each parameter is form-decoded once, as Rack does, so a `+` left raw in the Base64 turns into
+/// a space and is refused later by the alphabet check. Other parameters are ignored; a repeated
+/// `sso` or `sig` is refused because it is ambiguous which one was signed.
+pub fn parse_sso_query(raw_query: &str) -> Result<(String, String), ConnectError> {
+    let raw_query = raw_query.strip_prefix('?').unwrap_or(raw_query);
+    let mut sso = None;
+    let mut sig = None;
+    for pair in raw_query.split('&').filter(|pair| !pair.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (slot, repeated) = match form_decode(raw_key).as_slice() {
+            b"sso" => (&mut sso, ConnectError::RepeatedSso),
+            b"sig" => (&mut sig, ConnectError::RepeatedSig),
+            _ => continue,
+        };
+        if slot.replace(form_decode(raw_value)).is_some() {
+            return Err(repeated);
+        }
+    }
+    let sso = sso.ok_or(ConnectError::MissingSso)?;
+    let sig = sig.ok_or(ConnectError::MissingSig)?;
+    // Any byte that is not ASCII is outside both alphabets anyway.
+    let sso = String::from_utf8(sso).map_err(|_| ConnectError::OutsideBase64Alphabet)?;
+    let sig = String::from_utf8(sig).map_err(|_| ConnectError::MalformedSig)?;
+    Ok((sso, sig))
+}
+
+/// Discourse's check on the `sso` text: the standard Base64 alphabet, padding and line breaks.
+fn is_base64_text_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=' | b'\r' | b'\n')
+}
+
+/// Form-escapes like Ruby's `URI.encode_www_form_component` (used by Rack and `CGI.escape`):
+/// only `A-Z a-z 0-9 * - . _` stay literal, a space becomes `+`, every other byte `%XX` in
+/// uppercase. Since none of `> ? ~ DEL` survive, the Base64 of such a query never holds `+`
+/// or `/`, which keeps it intact even where a receiver forgets to escape it.
+fn form_escape_into(out: &mut String, text: &str) {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+            }
+        }
+    }
+}
+
+/// Form-decodes one key or value: `+` is a space, `%XX` a byte; a `%` not followed by two hex
+/// digits stays literal (as browsers and the `url` crate treat it). Returns bytes, because the
+/// escapes may spell something that is not UTF-8.
+fn form_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let escaped = match byte {
+            b'%' => hex_value(bytes.get(index + 1)).zip(hex_value(bytes.get(index + 2))),
+            _ => None,
+        };
+        match (byte, escaped) {
+            (_, Some((high, low))) => {
+                decoded.push(high << 4 | low);
+                index += 3;
+            }
+            (b'+', None) => {
+                decoded.push(b' ');
+                index += 1;
+            }
+            (_, None) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    decoded
+}
+
+fn hex_value(byte: Option<&u8>) -> Option<u8> {
+    let digit = char::from(*byte?).to_digit(16)?;
+    u8::try_from(digit).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The secret of the seed document's worked examples.
+    const SEED_SECRET: &str = "d836444a9e4084d5b224a60c208dce14";
+    const SEED_NONCE: &str = "cb68251eefb5211e58c00ff1395f0c0b";
+    const SECRET: &str = "s3cr3t-0123456789";
+    const FORUM_RETURN_URL: &str = "http://forum.example/session/sso_login";
+
+    fn secret() -> ConnectSecret {
+        ConnectSecret::new(SECRET)
+    }
+
+    /// Signs an arbitrary `sso` text (already Base64, or deliberately not) with the test secret.
+    fn signed_text(sso: &str) -> SignedPayload {
+        SignedPayload {
+            sso: sso.to_owned(),
+            sig: secret().sign(sso),
+        }
+    }
+
+    /// Decodes with the test secret and checks the refusal is `expected`, is a 403 only for a
+    /// signature mismatch, and names nothing of what was sent.
+    fn assert_refused(sso: &str, sig: &str, expected: ConnectError) {
+        let error = Payload::decode(sso, sig, &secret()).unwrap_err();
+        assert_eq!(error, expected);
+        assert_message_is_safe(&error, &[sso, sig]);
+    }
+
+    fn assert_message_is_safe(error: &ConnectError, sent: &[&str]) {
+        let message = error.to_string();
+        assert_eq!(
+            error.is_bad_signature(),
+            *error == ConnectError::SignatureMismatch
+        );
+        assert!(!message.contains(SECRET), "{message}");
+        for text in sent.iter().filter(|text| text.len() >= 4) {
+            assert!(!message.contains(text), "{message} repeats {text}");
+        }
+    }
+
+    fn request_query(sso: &str, sig: &str) -> String {
+        SignedPayload {
+            sso: sso.to_owned(),
+            sig: sig.to_owned(),
+        }
+        .query_string()
+    }
+
+    #[test]
+    fn seed_example_request_reproduces_byte_for_byte() {
+        let seed_secret = ConnectSecret::new(SEED_SECRET);
+        let mut payload = Payload::new();
+        payload.set(Field::Nonce, SEED_NONCE);
+        assert_eq!(payload.encode_query(), format!("nonce={SEED_NONCE}"));
+
+        let signed = payload.sign(&seed_secret);
+        assert_eq!(
+            signed.sso,
+            "bm9uY2U9Y2I2ODI1MWVlZmI1MjExZTU4YzAwZmYxMzk1ZjBjMGI="
+        );
+        assert_eq!(
+            signed.sig,
+            "1ce1494f94484b6f6a092be9b15ccc1cdafb1f8460a3838fbb0e0883c4390471"
+        );
+        assert_eq!(
+            signed.redirect_url("http://www.example.com/discourse/sso"),
+            "http://www.example.com/discourse/sso?sso=bm9uY2U9Y2I2ODI1MWVlZmI1MjExZTU4YzAwZmYxMzk1ZjBjMGI%3D&sig=1ce1494f94484b6f6a092be9b15ccc1cdafb1f8460a3838fbb0e0883c4390471"
+        );
+
+        let (sso, sig) = parse_sso_query(&signed.query_string()).unwrap();
+        assert_eq!(Payload::decode(&sso, &sig, &seed_secret).unwrap(), payload);
+    }
+
+    #[test]
+    fn seed_example_answer_reproduces_byte_for_byte() {
+        let seed_secret = ConnectSecret::new(SEED_SECRET);
+        let unsigned = "nonce=cb68251eefb5211e58c00ff1395f0c0b&name=sam&username=samsam&email=test%40test.com&external_id=hello123&require_activation=true";
+        let expected_sso = "bm9uY2U9Y2I2ODI1MWVlZmI1MjExZTU4YzAwZmYxMzk1ZjBjMGImbmFtZT1zYW0mdXNlcm5hbWU9c2Ftc2FtJmVtYWlsPXRlc3QlNDB0ZXN0LmNvbSZleHRlcm5hbF9pZD1oZWxsbzEyMyZyZXF1aXJlX2FjdGl2YXRpb249dHJ1ZQ==";
+        let expected_sig = "3d7e5ac755a87ae3ccf90272644ed2207984db03cf020377c8b92ff51be3abc3";
+
+        let signed = SignedPayload::from_query(unsigned, &seed_secret);
+        assert_eq!(signed.sso, expected_sso);
+        assert_eq!(signed.sig, expected_sig);
+        assert_eq!(
+            signed.redirect_url("http://discuss.example.com/session/sso_login"),
+            "http://discuss.example.com/session/sso_login?sso=bm9uY2U9Y2I2ODI1MWVlZmI1MjExZTU4YzAwZmYxMzk1ZjBjMGImbmFtZT1zYW0mdXNlcm5hbWU9c2Ftc2FtJmVtYWlsPXRlc3QlNDB0ZXN0LmNvbSZleHRlcm5hbF9pZD1oZWxsbzEyMyZyZXF1aXJlX2FjdGl2YXRpb249dHJ1ZQ%3D%3D&sig=3d7e5ac755a87ae3ccf90272644ed2207984db03cf020377c8b92ff51be3abc3"
+        );
+
+        // The same fields built here encode every pair identically; only the order differs
+        // ("order does not matter", says the document).
+        let mut payload = Payload::new();
+        payload
+            .set(Field::Nonce, SEED_NONCE)
+            .set(Field::Name, "sam")
+            .set(Field::Username, "samsam")
+            .set(Field::Email, "test@test.com")
+            .set(Field::ExternalId, "hello123")
+            .set_bool(Field::RequireActivation, true);
+        let mut ours: Vec<&str> = Vec::new();
+        let encoded = payload.encode_query();
+        ours.extend(encoded.split('&'));
+        let mut theirs: Vec<&str> = unsigned.split('&').collect();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
+
+        let decoded = Payload::decode(expected_sso, expected_sig, &seed_secret).unwrap();
+        assert_eq!(decoded, payload);
+    }
+
+    #[test]
+    fn issue_vector_signs_and_verifies() {
+        let request = SsoRequest {
+            nonce: SEED_NONCE.to_owned(),
+            return_sso_url: FORUM_RETURN_URL.to_owned(),
+        };
+        let signed = request.sign(&secret());
+        assert_eq!(
+            signed.sig,
+            "9ae106491ca7a29d236aadeb41cb6d29a6b083700714ca9364436f7253c320cf"
+        );
+        assert_eq!(
+            BASE64.decode(&signed.sso).unwrap(),
+            b"nonce=cb68251eefb5211e58c00ff1395f0c0b&return_sso_url=http%3A%2F%2Fforum.example%2Fsession%2Fsso_login"
+        );
+        assert_eq!(
+            SsoRequest::verify(&signed.query_string(), &secret()).unwrap(),
+            request
+        );
+    }
+
+    #[test]
+    fn every_key_round_trips_with_awkward_values() {
+        let mut payload = Payload::new();
+        for field in Field::ALL {
+            payload.set(field, format!("{} ~+&=%20 ünï ☃ 名前 a+b=c&d", field.key()));
+        }
+        payload
+            .set_bool(Field::Admin, true)
+            .set_bool(Field::Moderator, false)
+            .set_groups(Field::Groups, &["staff", "trust_level_2", "Zoë's"])
+            .set_groups::<&str>(Field::RemoveGroups, &[])
+            .set(Field::Name, "Zoë Ångström-山田 🦀")
+            .set(Field::Username, "zoë_山田")
+            .set(Field::Email, "zoe+forum@example.org")
+            .set(Field::Bio, "line one\nline two\r\n\ttabbed")
+            .set_custom("user_field_1", "a~b+c&d=e")
+            .set_custom("ünïcode name", "値 = value & more")
+            .set_custom("empty", "");
+
+        let signed = payload.sign(&secret());
+        assert!(!signed.sso.contains(['+', '/']), "{}", signed.sso);
+        let (sso, sig) = parse_sso_query(&signed.query_string()).unwrap();
+        assert_eq!(
+            (sso.as_str(), sig.as_str()),
+            (signed.sso.as_str(), signed.sig.as_str())
+        );
+        let decoded = Payload::decode(&sso, &sig, &secret()).unwrap();
+        assert_eq!(decoded, payload);
+        assert_eq!(
+            decoded.get(Field::Groups),
+            Some("staff,trust_level_2,Zoë's")
+        );
+        assert_eq!(decoded.get(Field::RemoveGroups), Some(""));
+        assert_eq!(decoded.get_bool(Field::Admin), Some(true));
+        assert_eq!(decoded.get_bool(Field::Moderator), Some(false));
+        assert_eq!(decoded.custom("ünïcode name"), Some("値 = value & more"));
+    }
+
+    #[test]
+    fn query_encoding_is_strict_form_encoding() {
+        let mut payload = Payload::new();
+        payload
+            .set(Field::Name, "a b~*-._+&=é/?!'()")
+            .set(Field::Nonce, "n")
+            .set_custom("x y", "1");
+        assert_eq!(
+            payload.encode_query(),
+            "name=a+b%7E*-._%2B%26%3D%C3%A9%2F%3F%21%27%28%29&nonce=n&custom.x+y=1"
+        );
+    }
+
+    #[test]
+    fn inner_query_reads_spaces_drops_unknown_keys_and_ignores_valueless_keys() {
+        let payload = Payload::from_query(
+            "name=a+b%20c&foo=bar&custom.=dropped&custom.team=x%2By&prompt=none&bio&&title=%zz%4",
+        )
+        .unwrap();
+        let mut expected = Payload::new();
+        expected
+            .set(Field::Name, "a b c")
+            .set(Field::Title, "%zz%4")
+            .set_custom("team", "x+y");
+        assert_eq!(payload, expected);
+    }
+
+    #[test]
+    fn redirect_url_appends_to_any_existing_query() {
+        let signed = SignedPayload {
+            sso: "YQ==".to_owned(),
+            sig: "ab".to_owned(),
+        };
+        let cases = [
+            (
+                "https://f.example/session/sso_login",
+                "https://f.example/session/sso_login?sso=YQ%3D%3D&sig=ab",
+            ),
+            (
+                "https://f.example/sso?lang=de",
+                "https://f.example/sso?lang=de&sso=YQ%3D%3D&sig=ab",
+            ),
+            (
+                "https://f.example/sso?",
+                "https://f.example/sso?sso=YQ%3D%3D&sig=ab",
+            ),
+            (
+                "https://f.example/sso?a=1&",
+                "https://f.example/sso?a=1&sso=YQ%3D%3D&sig=ab",
+            ),
+            (
+                "https://f.example/sso#top",
+                "https://f.example/sso?sso=YQ%3D%3D&sig=ab#top",
+            ),
+        ];
+        for (base, expected) in cases {
+            assert_eq!(signed.redirect_url(base), expected, "{base}");
+        }
+    }
+
+    #[test]
+    fn sso_query_is_form_decoded_once_and_other_parameters_ignored() {
+        let (sso, sig) =
+            parse_sso_query("?lang=de&sso=YW%2Bi%2Fc%3D%0A&x&sig=abc%31&sso_extra=1").unwrap();
+        assert_eq!(sso, "YW+i/c=\n");
+        assert_eq!(sig, "abc1");
+        // A raw `+` is a space after decoding, as in Rack.
+        let (sso, _) = parse_sso_query("sso=YW+i&sig=").unwrap();
+        assert_eq!(sso, "YW i");
+    }
+
+    #[test]
+    fn missing_and_repeated_parameters_are_refused() {
+        let sig = secret().sign("YQ==");
+        let cases = [
+            (format!("sig={sig}"), ConnectError::MissingSso),
+            ("sso=YQ%3D%3D".to_owned(), ConnectError::MissingSig),
+            ("".to_owned(), ConnectError::MissingSso),
+            (
+                format!("sso=YQ%3D%3D&sig={sig}&sso=Yg%3D%3D"),
+                ConnectError::RepeatedSso,
+            ),
+            (
+                format!("sso=YQ%3D%3D&sig={sig}&%73ig={sig}"),
+                ConnectError::RepeatedSig,
+            ),
+        ];
+        for (query, expected) in cases {
+            let error = SsoRequest::verify(&query, &secret()).unwrap_err();
+            assert_eq!(error, expected, "{query}");
+            assert_message_is_safe(&error, &[&query, &sig]);
+        }
+        // Non-ASCII bytes are outside both alphabets.
+        assert_eq!(
+            parse_sso_query("sso=%FF&sig=a").unwrap_err(),
+            ConnectError::OutsideBase64Alphabet
+        );
+        assert_eq!(
+            parse_sso_query("sso=YQ&sig=%FF").unwrap_err(),
+            ConnectError::MalformedSig
+        );
+    }
+
+    #[test]
+    fn empty_and_oversized_payloads_are_refused() {
+        assert_refused("", &secret().sign(""), ConnectError::EmptyPayload);
+        // 6144 bytes of query are exactly 8192 of Base64.
+        let mut largest = Payload::new();
+        largest.set(
+            Field::Nonce,
+            "a".repeat(MAX_SSO_LEN / 4 * 3 - "nonce=".len()),
+        );
+        let signed = largest.sign(&secret());
+        assert_eq!(signed.sso.len(), MAX_SSO_LEN);
+        assert_eq!(
+            Payload::decode(&signed.sso, &signed.sig, &secret()).unwrap(),
+            largest
+        );
+        let over = "A".repeat(MAX_SSO_LEN + 1);
+        assert_refused(
+            &over,
+            &secret().sign(&over),
+            ConnectError::PayloadTooLong {
+                len: MAX_SSO_LEN + 1,
+            },
+        );
+    }
+
+    #[test]
+    fn characters_outside_the_base64_alphabet_are_refused() {
+        // `>>>` encodes to `Pj4+`, so this Base64 holds both `+` and `/` (from `?`).
+        let signed = SignedPayload::from_query("nonce=>>>&return_sso_url=??", &secret());
+        assert!(
+            signed.sso.contains('+') && signed.sso.contains('/'),
+            "{}",
+            signed.sso
+        );
+        let url_safe = signed.sso.replace('+', "-").replace('/', "_");
+        assert_refused(
+            &url_safe,
+            &secret().sign(&url_safe),
+            ConnectError::OutsideBase64Alphabet,
+        );
+
+        // The same text left unescaped in a URL: its `+` arrives as a space.
+        let raw = format!("sso={}&sig={}", signed.sso, signed.sig);
+        assert_eq!(
+            SsoRequest::verify(&raw, &secret()).unwrap_err(),
+            ConnectError::OutsideBase64Alphabet
+        );
+        // Escaped properly it is accepted.
+        assert!(Payload::decode(&signed.sso, &signed.sig, &secret()).is_ok());
+
+        // A value that was never URL-decoded still holds `%`.
+        let undecoded = "bm9uY2U9YQ%3D%3D";
+        assert_refused(
+            undecoded,
+            &secret().sign(undecoded),
+            ConnectError::OutsideBase64Alphabet,
+        );
+        let tabbed = "bm9u\tY2U9YQ==";
+        assert_refused(
+            tabbed,
+            &secret().sign(tabbed),
+            ConnectError::OutsideBase64Alphabet,
+        );
+    }
+
+    #[test]
+    fn signed_text_that_is_not_base64_is_refused() {
+        for text in ["A", "AB=C", "bm9uY2U9YQ===", "=bm9u"] {
+            let signed = signed_text(text);
+            assert_refused(&signed.sso, &signed.sig, ConnectError::InvalidBase64);
+        }
+    }
+
+    #[test]
+    fn payloads_that_are_not_utf8_are_refused() {
+        let raw_bytes = signed_text(&BASE64.encode([b'n', b'a', b'm', b'e', b'=', 0xff, 0xfe]));
+        assert_refused(&raw_bytes.sso, &raw_bytes.sig, ConnectError::NotUtf8);
+        let escaped = SignedPayload::from_query("nonce=a&name=%FF%FE", &secret());
+        assert_refused(&escaped.sso, &escaped.sig, ConnectError::NotUtf8);
+        let escaped_key = SignedPayload::from_query("nonce=a&%C3=b", &secret());
+        assert_refused(&escaped_key.sso, &escaped_key.sig, ConnectError::NotUtf8);
+    }
+
+    #[test]
+    fn malformed_signatures_are_refused() {
+        let signed = SsoRequest {
+            nonce: SEED_NONCE.to_owned(),
+            return_sso_url: FORUM_RETURN_URL.to_owned(),
+        }
+        .sign(&secret());
+        let too_long = format!("{}0", signed.sig);
+        let non_hex = format!("{}g", &signed.sig[1..]);
+        let cases = [
+            signed.sig.to_uppercase(),
+            signed.sig[1..].to_owned(),
+            too_long,
+            non_hex,
+            String::new(),
+            format!(" {}", &signed.sig[1..]),
+        ];
+        for sig in cases {
+            assert_refused(&signed.sso, &sig, ConnectError::MalformedSig);
+        }
+    }
+
+    #[test]
+    fn wrong_signatures_are_refused_as_mismatch() {
+        let request = SsoRequest {
+            nonce: SEED_NONCE.to_owned(),
+            return_sso_url: FORUM_RETURN_URL.to_owned(),
+        };
+        let signed = request.sign(&secret());
+
+        let mut flipped = signed.sig.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        assert_refused(&signed.sso, &flipped, ConnectError::SignatureMismatch);
+
+        let other_secret = request.sign(&ConnectSecret::new("another-secret-value"));
+        assert_refused(
+            &other_secret.sso,
+            &other_secret.sig,
+            ConnectError::SignatureMismatch,
+        );
+
+        let tampered = SsoRequest {
+            return_sso_url: "http://evil.example/session/sso_login".to_owned(),
+            ..request
+        }
+        .sign(&ConnectSecret::new("guess"));
+        assert_refused(&tampered.sso, &signed.sig, ConnectError::SignatureMismatch);
+
+        let error =
+            SsoRequest::verify(&request_query(&signed.sso, &flipped), &secret()).unwrap_err();
+        assert!(error.is_bad_signature());
+    }
+
+    #[test]
+    fn repeated_inner_keys_are_refused() {
+        let cases = [
+            ("nonce=a&groups=x&groups=y", "groups"),
+            ("nonce=a&nonce=a", "nonce"),
+            ("nonce=a&custom.team=x&custom.team=y", "custom.*"),
+            ("nonce=a&foo=1&foo=2", "(unrecognised)"),
+            ("nonce=a&name&name=b", "name"),
+            ("nonce=a&name=x&n%61me=b", "name"),
+        ];
+        for (query, key) in cases {
+            let signed = SignedPayload::from_query(query, &secret());
+            assert_refused(&signed.sso, &signed.sig, ConnectError::RepeatedKey { key });
+        }
+    }
+
+    #[test]
+    fn requests_without_nonce_or_return_url_are_refused() {
+        let cases = [
+            (
+                "return_sso_url=http%3A%2F%2Fforum.example",
+                ConnectError::MissingNonce,
+            ),
+            (
+                "nonce=&return_sso_url=http%3A%2F%2Fforum.example",
+                ConnectError::MissingNonce,
+            ),
+            ("nonce=abc", ConnectError::MissingReturnSsoUrl),
+            (
+                "nonce=abc&return_sso_url=",
+                ConnectError::MissingReturnSsoUrl,
+            ),
+            (
+                "nonce=abc&return_sso_url",
+                ConnectError::MissingReturnSsoUrl,
+            ),
+        ];
+        for (inner, expected) in cases {
+            let signed = SignedPayload::from_query(inner, &secret());
+            let error = SsoRequest::verify(&signed.query_string(), &secret()).unwrap_err();
+            assert_eq!(error, expected, "{inner}");
+            assert_message_is_safe(&error, &[&signed.sso, &signed.sig]);
+        }
+    }
+
+    #[test]
+    fn base64_with_line_breaks_is_verified_over_the_text_as_sent() {
+        let request = SsoRequest {
+            nonce: SEED_NONCE.to_owned(),
+            return_sso_url: FORUM_RETURN_URL.to_owned(),
+        };
+        let strict = request.sign(&secret()).sso;
+        // Ruby's `Base64.encode64`: lines of 60 characters, each ending in a newline.
+        let wrapped: String = strict
+            .as_bytes()
+            .chunks(60)
+            .map(|line| format!("{}\n", std::str::from_utf8(line).unwrap()))
+            .collect();
+        assert!(wrapped.matches('\n').count() >= 2);
+        let crlf = wrapped.replace('\n', "\r\n");
+        for sso in [&wrapped, &crlf] {
+            let query = request_query(sso, &secret().sign(sso));
+            assert!(query.contains("%0A"));
+            assert_eq!(SsoRequest::verify(&query, &secret()).unwrap(), request);
+        }
+        // A signature over the text without its line breaks does not cover what was sent.
+        assert_refused(
+            &wrapped,
+            &secret().sign(&strict),
+            ConnectError::SignatureMismatch,
+        );
+    }
+
+    #[test]
+    fn base64_without_padding_is_accepted() {
+        let request = SsoRequest {
+            nonce: "n".to_owned(),
+            return_sso_url: FORUM_RETURN_URL.to_owned(),
+        };
+        let padded = request.sign(&secret()).sso;
+        assert!(padded.ends_with('='), "{padded}");
+        let stripped = padded.trim_end_matches('=');
+        let query = request_query(stripped, &secret().sign(stripped));
+        assert_eq!(SsoRequest::verify(&query, &secret()).unwrap(), request);
+    }
+
+    #[test]
+    fn keying_matches_hmac_for_secrets_of_every_length() {
+        for length in 0..=150 {
+            let key: Vec<u8> = (0..length).map(|i| (i * 7 + 3) as u8).collect();
+            let mut reference = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            reference.update(b"bm9uY2U9YQ==");
+            assert_eq!(
+                ConnectSecret::new(&key).sign("bm9uY2U9YQ=="),
+                hex::encode(reference.finalize().into_bytes()),
+                "key length {length}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secret_and_credentials() {
+        let secret_debug = format!("{:?}", secret());
+        assert!(!secret_debug.contains(SECRET));
+        let signed = SignedPayload::from_query("nonce=abcdef", &secret());
+        let signed_debug = format!("{signed:?}");
+        assert!(!signed_debug.contains(&signed.sso), "{signed_debug}");
+        assert!(!signed_debug.contains(&signed.sig), "{signed_debug}");
+    }
+
+    fn arbitrary_payload() -> impl Strategy<Value = Payload> {
+        // Sizes keep the worst case (every byte escaped) under MAX_SSO_LEN.
+        let value = "(?s).{0,12}";
+        let fields =
+            proptest::collection::btree_map(0..Field::ALL.len(), value, 0..=Field::ALL.len());
+        let custom = proptest::collection::btree_map("(?s).{1,8}", value, 0..4);
+        // Every real payload carries a nonce; an empty one would be refused as empty.
+        (value, fields, custom).prop_map(|(nonce, fields, custom)| {
+            let mut payload = Payload::new();
+            payload.set(Field::Nonce, nonce);
+            for (index, value) in fields {
+                payload.set(Field::ALL[index], value);
+            }
+            for (name, value) in custom {
+                payload.set_custom(name, value);
+            }
+            payload
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn built_payloads_round_trip_and_never_need_url_escaping(payload in arbitrary_payload()) {
+            let signed = payload.sign(&secret());
+            prop_assert!(!signed.sso.contains(['+', '/']), "{}", signed.sso);
+            let (sso, sig) = parse_sso_query(&signed.query_string()).unwrap();
+            prop_assert_eq!(Payload::decode(&sso, &sig, &secret()).unwrap(), payload);
+        }
     }
 }

@@ -2,4 +2,5 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod harness_selftest;
+mod interop_connect;
 mod support;
