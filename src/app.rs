@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tower_cookies::{Cookies, Key};
@@ -78,7 +79,9 @@ impl AppState {
         )?;
         let sso_login_url = config.sso_login_prefix();
         Ok(Self {
-            connect_secret: Arc::new(ConnectSecret::new(&config.discourse.connect_secret)),
+            connect_secret: Arc::new(ConnectSecret::new(
+                config.discourse.connect_secret.expose_secret(),
+            )),
             http,
             provider: Arc::new(OnceLock::new()),
             cookie_key,
@@ -183,10 +186,16 @@ impl Application {
     /// Prepares the state and binds the listen address from the config.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listen = config.server.listen;
-        let state = AppState::new(config)?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
+        Self::with_listener(config, listener)
+    }
+
+    /// Prepares the state around an already bound listener (tests and `demo` bind port 0
+    /// first so they know the public URL before the configuration is built).
+    pub fn with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::new(config)?;
         Ok(Self { listener, state })
     }
 

@@ -81,7 +81,7 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
         message => page.message,
         contact => page.contact,
         status => page.status.as_u16(),
-        request_id => request_id,
+        request_id => request_id.clone(),
         forum_login_url => state.forum_login_url(),
     };
     let body = match state.pages.render("error.html", context) {

@@ -73,7 +73,8 @@ pub struct Tokens {
 #[derive(Debug)]
 struct KeyCache {
     keys: Arc<CoreJsonWebKeySet>,
-    fetched_at: Instant,
+    /// When an unknown key last caused a refetch; the first one is always allowed.
+    last_refetch: Option<Instant>,
 }
 
 /// The discovered provider. Shared by every request; cheap to use concurrently.
@@ -166,7 +167,7 @@ impl Provider {
         };
         let keys = KeyCache {
             keys: Arc::new(metadata.jwks().clone()),
-            fetched_at: Instant::now(),
+            last_refetch: None,
         };
         Ok(Self {
             client,
@@ -275,15 +276,19 @@ impl Provider {
         self.keys.read().await.keys.clone()
     }
 
-    /// Refetches the JWKS unless it was fetched less than the minimum interval ago.
+    /// Refetches the JWKS unless an unknown key already caused a refetch less than the minimum
+    /// interval ago (so forged `kid`s cannot make the bridge hammer the IdP).
     /// Returns whether a refetch happened.
     pub async fn refresh_keys(&self) -> Result<bool, ProviderError> {
         let mut cache = self.keys.write().await;
-        if cache.fetched_at.elapsed() < self.jwks_min_refresh_interval {
+        if cache
+            .last_refetch
+            .is_some_and(|at| at.elapsed() < self.jwks_min_refresh_interval)
+        {
             return Ok(false);
         }
         // Record the attempt first so a failing JWKS endpoint is not hammered either.
-        cache.fetched_at = Instant::now();
+        cache.last_refetch = Some(Instant::now());
         let started = Instant::now();
         let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
         observe("jwks", started);

@@ -3,4 +3,5 @@
 
 mod harness_selftest;
 mod interop_connect;
+mod login;
 mod support;

@@ -10,12 +10,15 @@
     clippy::print_stderr
 )]
 
+pub mod bridge;
 pub mod browser;
 pub mod forum;
 pub mod idp;
 pub mod node;
 
 // Re-exports for the flow tests; not every test module uses every name.
+#[allow(unused_imports)]
+pub use bridge::TestBridge;
 #[allow(unused_imports)]
 pub use browser::{Browser, query_param, redirect_target};
 #[allow(unused_imports)]
