@@ -12,8 +12,8 @@ use openidconnect::core::{
     CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
+    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
     RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
 };
@@ -136,9 +136,8 @@ impl Provider {
             TokenAuthMethod::Auto => {
                 let supported = metadata.token_endpoint_auth_methods_supported();
                 // Absent means client_secret_basic (Discovery §3).
-                let basic = supported.is_none_or(|m| {
-                    m.contains(&CoreClientAuthMethod::ClientSecretBasic)
-                });
+                let basic =
+                    supported.is_none_or(|m| m.contains(&CoreClientAuthMethod::ClientSecretBasic));
                 if basic {
                     AuthType::BasicAuth
                 } else {
@@ -253,14 +252,14 @@ impl Provider {
             .await;
         observe("token", started);
         let response: CoreTokenResponse = response.map_err(|e| match &e {
-                openidconnect::RequestTokenError::ServerResponse(resp) => {
-                    ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
-                }
-                openidconnect::RequestTokenError::Request(_) => {
-                    ProviderError::Unavailable(format!("token endpoint: {e}"))
-                }
-                _ => ProviderError::Invalid(format!("token endpoint: {e}")),
-            })?;
+            openidconnect::RequestTokenError::ServerResponse(resp) => {
+                ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
+            }
+            openidconnect::RequestTokenError::Request(_) => {
+                ProviderError::Unavailable(format!("token endpoint: {e}"))
+            }
+            _ => ProviderError::Invalid(format!("token endpoint: {e}")),
+        })?;
         let id_token = response
             .id_token()
             .cloned()
@@ -295,7 +294,10 @@ impl Provider {
         let fresh = fresh.map_err(|e| classify_request_error("jwks", e))?;
         cache.keys = Arc::new(fresh);
         metrics::counter!("bridge_jwks_refreshes_total").increment(1);
-        tracing::info!(keys = cache.keys.keys().len(), "refetched the IdP's signing keys");
+        tracing::info!(
+            keys = cache.keys.keys().len(),
+            "refetched the IdP's signing keys"
+        );
         Ok(true)
     }
 
@@ -336,12 +338,16 @@ impl Provider {
     ) -> Result<Map<String, Value>, ProviderError> {
         let request = self
             .client
-            .user_info(access_token, Some(SubjectIdentifier::new(subject.to_owned())))
+            .user_info(
+                access_token,
+                Some(SubjectIdentifier::new(subject.to_owned())),
+            )
             .map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))?;
         let started = Instant::now();
         let claims = request.request_async(&self.http).await;
         observe("userinfo", started);
-        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> = claims.map_err(|e| match &e {
+        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> =
+            claims.map_err(|e| match &e {
                 openidconnect::UserInfoError::Request(_) => {
                     ProviderError::Unavailable(format!("userinfo: {e}"))
                 }
@@ -349,13 +355,18 @@ impl Provider {
             })?;
         match serde_json::to_value(&claims) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(ProviderError::Invalid("userinfo is not a JSON object".into())),
+            _ => Err(ProviderError::Invalid(
+                "userinfo is not a JSON object".into(),
+            )),
         }
     }
 }
 
 /// Merges userinfo over the ID token's claims (userinfo wins, per the mapping's contract).
-pub fn merge_claims(id_token: &Map<String, Value>, userinfo: Map<String, Value>) -> Map<String, Value> {
+pub fn merge_claims(
+    id_token: &Map<String, Value>,
+    userinfo: Map<String, Value>,
+) -> Map<String, Value> {
     let mut merged = id_token.clone();
     for (key, value) in userinfo {
         if !value.is_null() {

@@ -32,7 +32,11 @@ async fn setup_with(options: IdpOptions, extra_toml: &str) -> Setup {
 async fn start_login(s: &Setup, browser: &Browser) -> url::Url {
     let to_bridge = browser.get(s.forum.sso_start_url("/t/welcome/1")).await;
     let at_bridge = browser.step(&to_bridge).await;
-    assert_eq!(at_bridge.status(), StatusCode::FOUND, "bridge /sso must 302");
+    assert_eq!(
+        at_bridge.status(),
+        StatusCode::FOUND,
+        "bridge /sso must 302"
+    );
     browser.follow(&at_bridge)
 }
 
@@ -52,12 +56,21 @@ async fn alice_logs_in_and_the_forum_receives_her_verified_claims() {
     let authorize = start_login(&s, &browser).await;
 
     assert!(authorize.as_str().starts_with(s.idp.issuer()));
-    assert_eq!(query_param(&authorize, "response_type").as_deref(), Some("code"));
+    assert_eq!(
+        query_param(&authorize, "response_type").as_deref(),
+        Some("code")
+    );
     assert_eq!(
         query_param(&authorize, "code_challenge_method").as_deref(),
         Some("S256")
     );
-    for param in ["state", "nonce", "code_challenge", "redirect_uri", "client_id"] {
+    for param in [
+        "state",
+        "nonce",
+        "code_challenge",
+        "redirect_uri",
+        "client_id",
+    ] {
         assert!(query_param(&authorize, param).is_some(), "{param} missing");
     }
     let scope = query_param(&authorize, "scope").unwrap();
@@ -70,24 +83,36 @@ async fn alice_logs_in_and_the_forum_receives_her_verified_claims() {
     let to_forum = browser.follow(&answer);
     assert!(to_forum.as_str().starts_with(&s.forum.return_sso_url()));
     let landed = browser.step(&answer).await;
-    assert!(landed.status().is_redirection(), "forum accepted the answer");
+    assert!(
+        landed.status().is_redirection(),
+        "forum accepted the answer"
+    );
 
     let logins = s.forum.logins();
     assert_eq!(logins.len(), 1);
     let payload = &logins[0].payload;
-    assert_eq!(payload.get("external_id").map(String::as_str), Some("alice"));
+    assert_eq!(
+        payload.get("external_id").map(String::as_str),
+        Some("alice")
+    );
     assert_eq!(
         payload.get("email").map(String::as_str),
         Some("alice@example.test")
     );
     assert_eq!(payload.get("username").map(String::as_str), Some("alice"));
-    assert_eq!(payload.get("name").map(String::as_str), Some("Alice Liddell"));
+    assert_eq!(
+        payload.get("name").map(String::as_str),
+        Some("Alice Liddell")
+    );
     assert_eq!(
         payload.get("avatar_url").map(String::as_str),
         Some("https://avatars.example.test/alice.png")
     );
     assert!(!payload.contains_key("require_activation"));
-    assert_eq!(s.forum.current_user(&browser).await, logins[0].user_id.into());
+    assert_eq!(
+        s.forum.current_user(&browser).await,
+        logins[0].user_id.into()
+    );
 
     // The same callback a second time is refused and nothing more reaches the forum.
     let replay = finish_at_bridge(&browser, &callback).await;
@@ -127,7 +152,10 @@ async fn a_tampered_signature_is_refused_with_403() {
         .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let html = body(resp).await;
-    assert!(html.contains("request id"), "error page shows the request id");
+    assert!(
+        html.contains("request id"),
+        "error page shows the request id"
+    );
     assert!(!html.contains(&tampered), "the page never echoes the sig");
     assert!(s.forum.logins().is_empty());
 }
@@ -142,7 +170,10 @@ async fn malformed_and_foreign_requests_are_refused_with_400() {
     ]);
     let resp = browser.get(s.bridge.url(&format!("/sso?{foreign}"))).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(resp.headers().get("location").is_none(), "no redirect anywhere");
+    assert!(
+        resp.headers().get("location").is_none(),
+        "no redirect anywhere"
+    );
 
     for query in ["", "sso=", "sso=abc", "sso=a%2Bb&sig=00", "sig=00"] {
         let resp = browser.get(s.bridge.url(&format!("/sso?{query}"))).await;
@@ -156,7 +187,9 @@ async fn callbacks_without_a_live_login_cookie_are_refused_before_the_idp_is_ask
     let s = setup("").await;
     let browser = Browser::new();
     for query in ["code=abc&state=unknown", "code=abc", "state=x"] {
-        let resp = browser.get(s.bridge.url(&format!("/callback?{query}"))).await;
+        let resp = browser
+            .get(s.bridge.url(&format!("/callback?{query}")))
+            .await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
     }
 
@@ -197,7 +230,10 @@ async fn the_idp_refusing_access_shows_a_403_page() {
     let authorize = start_login(&s, &browser).await;
     s.idp.deny_next().await;
     let callback = browser.login_at_idp(&authorize, "alice").await;
-    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
     let resp = finish_at_bridge(&browser, &callback).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(body(resp).await.contains("Login cancelled"));
@@ -223,34 +259,37 @@ async fn an_id_token_for_another_audience_is_refused() {
 
 #[tokio::test]
 async fn an_id_token_from_another_issuer_is_refused() {
-    login_with_bad_id_token(IdTokenMutation::claims(json!({"iss": "https://evil.example"}))).await;
+    login_with_bad_id_token(IdTokenMutation::claims(
+        json!({"iss": "https://evil.example"}),
+    ))
+    .await;
 }
 
 #[tokio::test]
 async fn an_expired_id_token_is_refused() {
     let past = chrono::Utc::now().timestamp() - 3600;
-    login_with_bad_id_token(IdTokenMutation::claims(json!({"exp": past, "iat": past - 60}))).await;
+    login_with_bad_id_token(IdTokenMutation::claims(
+        json!({"exp": past, "iat": past - 60}),
+    ))
+    .await;
 }
 
 #[tokio::test]
 async fn an_id_token_with_another_nonce_is_refused() {
-    login_with_bad_id_token(IdTokenMutation::claims(json!({"nonce": "not-the-one-we-sent"}))).await;
+    login_with_bad_id_token(IdTokenMutation::claims(
+        json!({"nonce": "not-the-one-we-sent"}),
+    ))
+    .await;
 }
 
 #[tokio::test]
 async fn an_unsigned_id_token_is_refused() {
-    login_with_bad_id_token(
-        IdTokenMutation::claims(json!({})).signed_by(Signer::None),
-    )
-    .await;
+    login_with_bad_id_token(IdTokenMutation::claims(json!({})).signed_by(Signer::None)).await;
 }
 
 #[tokio::test]
 async fn an_id_token_signed_by_an_unknown_key_is_refused_after_one_refetch() {
-    login_with_bad_id_token(
-        IdTokenMutation::claims(json!({})).signed_by(Signer::ForeignKey),
-    )
-    .await;
+    login_with_bad_id_token(IdTokenMutation::claims(json!({})).signed_by(Signer::ForeignKey)).await;
 }
 
 #[tokio::test]
@@ -288,7 +327,10 @@ async fn a_hanging_idp_gives_a_502_within_the_configured_timeout() {
     let started = Instant::now();
     let resp = finish_at_bridge(&browser, &callback).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
-    assert!(started.elapsed() < Duration::from_secs(8), "bounded by http_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded by http_timeout"
+    );
     assert!(s.forum.logins().is_empty());
 }
 
