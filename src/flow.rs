@@ -99,13 +99,13 @@ pub fn store(cookies: &Cookies, key: &Key, policy: &CookiePolicy, login: &LoginI
         .list()
         .into_iter()
         .filter(|c| c.name().starts_with(COOKIE_PREFIX))
-        .filter_map(|c| {
+        .map(|c| {
             let name = c.name().to_owned();
             let created = private
                 .get(&name)
                 .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok())
                 .map_or(i64::MIN, |l| l.created_at);
-            Some((name, created))
+            (name, created)
         })
         .collect();
     if existing.len() >= MAX_ATTEMPTS_PER_BROWSER {
