@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tower_cookies::{Cookies, Key};
@@ -36,6 +37,8 @@ pub struct AppState {
     mapper: Arc<RwLock<Arc<Mapper>>>,
     /// The forum's `/session/sso_login`, the only allowed `return_sso_url`.
     pub sso_login_url: url::Url,
+    /// Prometheus exposition, when the recorder could be installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// What `/readyz` reports.
@@ -76,7 +79,9 @@ impl AppState {
         )?;
         let sso_login_url = config.sso_login_prefix();
         Ok(Self {
-            connect_secret: Arc::new(ConnectSecret::new(&config.discourse.connect_secret)),
+            connect_secret: Arc::new(ConnectSecret::new(
+                config.discourse.connect_secret.expose_secret(),
+            )),
             http,
             provider: Arc::new(OnceLock::new()),
             cookie_key,
@@ -88,6 +93,7 @@ impl AppState {
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
             mapper: Arc::new(RwLock::new(Arc::new(mapper))),
             sso_login_url,
+            metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
         })
     }
@@ -180,10 +186,16 @@ impl Application {
     /// Prepares the state and binds the listen address from the config.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listen = config.server.listen;
-        let state = AppState::new(config)?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
+        Self::with_listener(config, listener)
+    }
+
+    /// Prepares the state around an already bound listener (tests and `demo` bind port 0
+    /// first so they know the public URL before the configuration is built).
+    pub fn with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::new(config)?;
         Ok(Self { listener, state })
     }
 
@@ -207,6 +219,15 @@ impl Application {
             let state = state.clone();
             async move { state.discover_until_ready().await }
         });
+        let upkeep = state.metrics.clone().map(|handle| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+        });
         let router = crate::http::router(state);
         let served = axum::serve(
             self.listener,
@@ -215,6 +236,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         discovery.abort();
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         served.context("serving HTTP")
     }
 }

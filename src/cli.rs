@@ -60,7 +60,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(e) => {
             write_err(&format!("cannot start the async runtime: {e}\n"));
@@ -73,7 +76,11 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     let result = config::load(path.as_deref());
     let (report, ok) = config::check_report(&result);
     write_out(&report);
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn serve(path: Option<PathBuf>) -> ExitCode {
@@ -134,7 +141,10 @@ async fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
     match client.get(&url).send().await {
         Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
         Ok(response) => {
-            write_err(&format!("healthcheck: {url} answered {}\n", response.status()));
+            write_err(&format!(
+                "healthcheck: {url} answered {}\n",
+                response.status()
+            ));
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -64,7 +64,10 @@ impl LoginInFlight {
 
     /// Constant-time comparison of the stored state with the one the IdP sent back.
     pub fn state_matches(&self, returned_state: &str) -> bool {
-        self.state.as_bytes().ct_eq(returned_state.as_bytes()).into()
+        self.state
+            .as_bytes()
+            .ct_eq(returned_state.as_bytes())
+            .into()
     }
 }
 
@@ -96,13 +99,13 @@ pub fn store(cookies: &Cookies, key: &Key, policy: &CookiePolicy, login: &LoginI
         .list()
         .into_iter()
         .filter(|c| c.name().starts_with(COOKIE_PREFIX))
-        .filter_map(|c| {
+        .map(|c| {
             let name = c.name().to_owned();
             let created = private
                 .get(&name)
                 .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok())
                 .map_or(i64::MIN, |l| l.created_at);
-            Some((name, created))
+            (name, created)
         })
         .collect();
     if existing.len() >= MAX_ATTEMPTS_PER_BROWSER {
@@ -197,7 +200,10 @@ mod tests {
         assert!(!login.is_expired(1_000, timeout));
         assert!(!login.is_expired(1_600, timeout));
         assert!(login.is_expired(1_601, timeout));
-        assert!(login.is_expired(999, timeout), "a start in the future is not trusted");
+        assert!(
+            login.is_expired(999, timeout),
+            "a start in the future is not trusted"
+        );
     }
 
     #[test]
@@ -215,7 +221,10 @@ mod tests {
         assert!(used.mark_used("s1", 100, 700));
         assert!(!used.mark_used("s1", 200, 800));
         assert!(used.mark_used("s2", 200, 800));
-        assert!(used.mark_used("s1", 701, 1300), "forgotten after it expired");
+        assert!(
+            used.mark_used("s1", 701, 1300),
+            "forgotten after it expired"
+        );
     }
 
     #[test]

@@ -13,9 +13,18 @@ pub struct Pages {
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("error.html", include_str!("../templates/error.html")),
-    ("logged_out.html", include_str!("../templates/logged_out.html")),
-    ("demo_forum.html", include_str!("../templates/demo_forum.html")),
-    ("demo_idp_login.html", include_str!("../templates/demo_idp_login.html")),
+    (
+        "logged_out.html",
+        include_str!("../templates/logged_out.html"),
+    ),
+    (
+        "demo_forum.html",
+        include_str!("../templates/demo_forum.html"),
+    ),
+    (
+        "demo_idp_login.html",
+        include_str!("../templates/demo_idp_login.html"),
+    ),
 ];
 
 impl Pages {

@@ -27,3 +27,31 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+/// The Prometheus recorder's handle, installed on first use.
+///
+/// The `metrics` facade keeps its recorder process-wide by design, so the handle to it is kept
+/// the same way; everything else reaches it through `AppState`.
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ],
+                )
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            metrics::gauge!(
+                "bridge_build_info",
+                "version" => env!("CARGO_PKG_VERSION")
+            )
+            .set(1.0);
+            Some(handle)
+        })
+        .clone()
+}

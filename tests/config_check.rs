@@ -503,6 +503,17 @@ fn an_environment_secret_file_replaces_the_secret_in_the_file() {
 }
 
 #[test]
+fn a_malformed_secret_file_key_is_one_problem() {
+    let text = VALID.replace(
+        "connect_secret = \"discourse-connect-secret-0123\"",
+        "connect_secret_file = 42",
+    );
+    let lines = problems(load_from_str(&text, no_env()));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("discourse.connect_secret_file: expected"));
+}
+
+#[test]
 fn an_unreadable_secret_file_names_the_key_and_the_path() {
     let missing = tempfile::tempdir().unwrap().path().join("no-such-secret");
     let empty = secret_file("").unwrap();

@@ -646,6 +646,20 @@ mod tests {
     }
 
     #[test]
+    fn a_wrongly_typed_list_item_drops_the_whole_list() {
+        let file = parse_file(Path::new("t.toml"), "[oidc]\nscopes = [\"openid\", 5]\n")
+            .unwrap_or_default();
+        let mut problems = Vec::new();
+        let raw = deserialize(file, &mut problems);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["oidc.scopes[1]: expected a string, found signed int `5`"]
+        );
+        // The list took its default, so the rest of the configuration can still be checked.
+        assert_eq!(raw.map(|raw| raw.oidc.scopes.len()), Some(3));
+    }
+
+    #[test]
     fn unknown_variants_list_the_choices() {
         let file = parse_file(
             Path::new("t.toml"),

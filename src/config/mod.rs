@@ -361,7 +361,11 @@ fn load_layers(
     let raw = layers::deserialize(merged.table, &mut problems);
     // A key that could not be read was dropped and took its default; what validation then says
     // about that key (usually "is required") is a consequence, not a second problem.
-    let unreadable: Vec<Vec<String>> = problems.iter().map(|p| layers::key_path(&p.key)).collect();
+    // An unreadable `<secret>_file` key likewise leaves its secret "missing".
+    let unreadable: Vec<Vec<String>> = problems
+        .iter()
+        .map(|p| layers::key_path(p.key.strip_suffix("_file").unwrap_or(&p.key)))
+        .collect();
     let checked_from = problems.len();
     let config = raw.and_then(|raw| validate::validate(raw, source, &mut problems));
     let mut index = 0;

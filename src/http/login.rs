@@ -167,10 +167,19 @@ pub async fn callback(
     };
     let mut payload = mapped.payload;
     payload.set(Field::Nonce, login.discourse_nonce);
-    let external_id = payload.get(Field::ExternalId).unwrap_or_default().to_owned();
+    let external_id = payload
+        .get(Field::ExternalId)
+        .unwrap_or_default()
+        .to_owned();
     tracing::Span::current().record("external_id", external_id.as_str());
     state
-        .record_login(provider.issuer().as_str(), &verified, &external_id, &cookies, now)
+        .record_login(
+            provider.issuer().as_str(),
+            &verified,
+            &external_id,
+            &cookies,
+            now,
+        )
         .await;
 
     let signed = payload.sign(&state.connect_secret);
@@ -186,8 +195,10 @@ mod tests {
     #[test]
     fn only_the_forums_exact_sso_login_url_is_accepted() {
         let expected = url::Url::parse("https://forum.example.com/session/sso_login").unwrap();
-        let ok = ["https://forum.example.com/session/sso_login",
-            "https://forum.example.com:443/session/sso_login"];
+        let ok = [
+            "https://forum.example.com/session/sso_login",
+            "https://forum.example.com:443/session/sso_login",
+        ];
         for url in ok {
             assert!(is_forum_sso_login(url, &expected), "{url}");
         }

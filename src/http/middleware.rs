@@ -81,17 +81,14 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
         message => page.message,
         contact => page.contact,
         status => page.status.as_u16(),
-        request_id => request_id,
+        request_id => request_id.clone(),
         forum_login_url => state.forum_login_url(),
     };
     let body = match state.pages.render("error.html", context) {
         Ok(html) => Html(html).into_response().into_body(),
         Err(e) => {
             tracing::error!(error = %e, "error page template failed");
-            Body::from(format!(
-                "{} (request id {request_id})\n",
-                page.title
-            ))
+            Body::from(format!("{} (request id {request_id})\n", page.title))
         }
     };
     let mut rendered = Response::new(body);
@@ -123,7 +120,10 @@ pub async fn security_headers(
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

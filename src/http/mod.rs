@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/callback", get(login::callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(CookieManagerLayer::new())
         .layer(axum::middleware::from_fn_with_state(
@@ -66,6 +67,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         axum::Json(report),
     )
         .into_response()
+}
+
+/// Prometheus text exposition of the bridge's counters and histograms.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
 }
 
 async fn not_found() -> Response {

@@ -93,12 +93,14 @@ pub fn validate(
         }
     });
 
-    let claims = token.claims(&verifier, expected_nonce).map_err(|e| match e {
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
-            IdTokenError::UnknownKey
-        }
-        other => IdTokenError::Invalid(other.to_string()),
-    })?;
+    let claims = token
+        .claims(&verifier, expected_nonce)
+        .map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ) => IdTokenError::UnknownKey,
+            other => IdTokenError::Invalid(other.to_string()),
+        })?;
     let subject = claims.subject().to_string();
 
     let raw = token.to_string();
@@ -111,10 +113,7 @@ pub fn validate(
         .map_err(|_| IdTokenError::Invalid("payload is not base64url".into()))?;
     let claims: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|_| IdTokenError::Invalid("payload is not a JSON object".into()))?;
-    let session_id = claims
-        .get("sid")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let session_id = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     Ok(VerifiedIdToken {
         claims,
         subject,

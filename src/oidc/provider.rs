@@ -12,8 +12,8 @@ use openidconnect::core::{
     CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
+    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
     RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
 };
@@ -73,7 +73,8 @@ pub struct Tokens {
 #[derive(Debug)]
 struct KeyCache {
     keys: Arc<CoreJsonWebKeySet>,
-    fetched_at: Instant,
+    /// When an unknown key last caused a refetch; the first one is always allowed.
+    last_refetch: Option<Instant>,
 }
 
 /// The discovered provider. Shared by every request; cheap to use concurrently.
@@ -103,6 +104,12 @@ fn classify_request_error<E: std::error::Error + 'static>(context: &str, err: E)
     ProviderError::Invalid(text)
 }
 
+/// Records how long one request to the IdP took, by endpoint.
+fn observe(endpoint: &'static str, started: Instant) {
+    metrics::histogram!("bridge_idp_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+}
+
 impl Provider {
     /// Runs discovery and fetches the key set once.
     pub async fn discover(
@@ -110,17 +117,13 @@ impl Provider {
         cfg: &OidcConfig,
         redirect_url: &url::Url,
     ) -> Result<Self, ProviderError> {
-        let issuer = IssuerUrl::new(cfg.issuer.as_str().trim_end_matches('/').to_owned())
+        // The issuer exactly as configured: discovery and `iss` checks compare it byte for byte.
+        let issuer = IssuerUrl::new(cfg.issuer_exact.clone())
             .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?;
-        let issuer = if cfg.issuer.as_str().ends_with('/') && cfg.issuer.path() != "/" {
-            IssuerUrl::new(cfg.issuer.as_str().to_owned())
-                .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?
-        } else {
-            issuer
-        };
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http)
-            .await
-            .map_err(|e| classify_request_error("discovery", e))?;
+        let started = Instant::now();
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
+        observe("discovery", started);
+        let metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
 
         let client_id = ClientId::new(cfg.client_id.clone());
         let client_secret = cfg
@@ -133,9 +136,8 @@ impl Provider {
             TokenAuthMethod::Auto => {
                 let supported = metadata.token_endpoint_auth_methods_supported();
                 // Absent means client_secret_basic (Discovery §3).
-                let basic = supported.is_none_or(|m| {
-                    m.contains(&CoreClientAuthMethod::ClientSecretBasic)
-                });
+                let basic =
+                    supported.is_none_or(|m| m.contains(&CoreClientAuthMethod::ClientSecretBasic));
                 if basic {
                     AuthType::BasicAuth
                 } else {
@@ -164,7 +166,7 @@ impl Provider {
         };
         let keys = KeyCache {
             keys: Arc::new(metadata.jwks().clone()),
-            fetched_at: Instant::now(),
+            last_refetch: None,
         };
         Ok(Self {
             client,
@@ -240,22 +242,24 @@ impl Provider {
         code: String,
         pkce_verifier: String,
     ) -> Result<Tokens, ProviderError> {
-        let response: CoreTokenResponse = self
+        let started = Instant::now();
+        let response = self
             .client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| ProviderError::Invalid(format!("token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
             .request_async(&self.http)
-            .await
-            .map_err(|e| match &e {
-                openidconnect::RequestTokenError::ServerResponse(resp) => {
-                    ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
-                }
-                openidconnect::RequestTokenError::Request(_) => {
-                    ProviderError::Unavailable(format!("token endpoint: {e}"))
-                }
-                _ => ProviderError::Invalid(format!("token endpoint: {e}")),
-            })?;
+            .await;
+        observe("token", started);
+        let response: CoreTokenResponse = response.map_err(|e| match &e {
+            openidconnect::RequestTokenError::ServerResponse(resp) => {
+                ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
+            }
+            openidconnect::RequestTokenError::Request(_) => {
+                ProviderError::Unavailable(format!("token endpoint: {e}"))
+            }
+            _ => ProviderError::Invalid(format!("token endpoint: {e}")),
+        })?;
         let id_token = response
             .id_token()
             .cloned()
@@ -271,21 +275,29 @@ impl Provider {
         self.keys.read().await.keys.clone()
     }
 
-    /// Refetches the JWKS unless it was fetched less than the minimum interval ago.
+    /// Refetches the JWKS unless an unknown key already caused a refetch less than the minimum
+    /// interval ago (so forged `kid`s cannot make the bridge hammer the IdP).
     /// Returns whether a refetch happened.
     pub async fn refresh_keys(&self) -> Result<bool, ProviderError> {
         let mut cache = self.keys.write().await;
-        if cache.fetched_at.elapsed() < self.jwks_min_refresh_interval {
+        if cache
+            .last_refetch
+            .is_some_and(|at| at.elapsed() < self.jwks_min_refresh_interval)
+        {
             return Ok(false);
         }
         // Record the attempt first so a failing JWKS endpoint is not hammered either.
-        cache.fetched_at = Instant::now();
-        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| classify_request_error("jwks", e))?;
+        cache.last_refetch = Some(Instant::now());
+        let started = Instant::now();
+        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
+        observe("jwks", started);
+        let fresh = fresh.map_err(|e| classify_request_error("jwks", e))?;
         cache.keys = Arc::new(fresh);
         metrics::counter!("bridge_jwks_refreshes_total").increment(1);
-        tracing::info!(keys = cache.keys.keys().len(), "refetched the IdP's signing keys");
+        tracing::info!(
+            keys = cache.keys.keys().len(),
+            "refetched the IdP's signing keys"
+        );
         Ok(true)
     }
 
@@ -326,12 +338,16 @@ impl Provider {
     ) -> Result<Map<String, Value>, ProviderError> {
         let request = self
             .client
-            .user_info(access_token, Some(SubjectIdentifier::new(subject.to_owned())))
+            .user_info(
+                access_token,
+                Some(SubjectIdentifier::new(subject.to_owned())),
+            )
             .map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))?;
-        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> = request
-            .request_async(&self.http)
-            .await
-            .map_err(|e| match &e {
+        let started = Instant::now();
+        let claims = request.request_async(&self.http).await;
+        observe("userinfo", started);
+        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> =
+            claims.map_err(|e| match &e {
                 openidconnect::UserInfoError::Request(_) => {
                     ProviderError::Unavailable(format!("userinfo: {e}"))
                 }
@@ -339,13 +355,18 @@ impl Provider {
             })?;
         match serde_json::to_value(&claims) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(ProviderError::Invalid("userinfo is not a JSON object".into())),
+            _ => Err(ProviderError::Invalid(
+                "userinfo is not a JSON object".into(),
+            )),
         }
     }
 }
 
 /// Merges userinfo over the ID token's claims (userinfo wins, per the mapping's contract).
-pub fn merge_claims(id_token: &Map<String, Value>, userinfo: Map<String, Value>) -> Map<String, Value> {
+pub fn merge_claims(
+    id_token: &Map<String, Value>,
+    userinfo: Map<String, Value>,
+) -> Map<String, Value> {
     let mut merged = id_token.clone();
     for (key, value) in userinfo {
         if !value.is_null() {

@@ -1,0 +1,148 @@
+//! Starts the real bridge in-process on a free loopback port, wired to a `TestIdp` and a
+//! `TestForum`, with a configuration written as TOML like an operator would.
+
+use std::time::Duration;
+
+use discourse_oidc_bridge::app::{AppState, Application};
+use discourse_oidc_bridge::config;
+use tokio::sync::oneshot;
+use url::Url;
+
+use super::forum::TestForum;
+use super::idp::{IdpClient, TestIdp};
+
+pub const CLIENT_ID: &str = "bridge";
+pub const CLIENT_SECRET: &str = "bridge-client-secret-for-tests-0001";
+pub const SESSION_SECRET: &str = "session-secret-for-tests-0123456789abcdef";
+
+/// A running bridge; stops when dropped.
+pub struct TestBridge {
+    pub base: String,
+    pub state: AppState,
+    pub store_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestBridge {
+    /// Starts a bridge for `idp` and `forum`. `extra_toml` is appended to the generated file
+    /// (e.g. a `[mapping]` section); `env` are `BRIDGE_*` overrides.
+    pub async fn start(idp: &TestIdp, forum: &TestForum, extra_toml: &str) -> TestBridge {
+        Self::start_with_env(idp, forum, extra_toml, &[]).await
+    }
+
+    pub async fn start_with_env(
+        idp: &TestIdp,
+        forum: &TestForum,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> TestBridge {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let store_dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{base}"
+
+[discourse]
+url = "{forum_url}"
+connect_secret = "{connect_secret}"
+api_key = "{api_key}"
+api_username = "{api_username}"
+
+[oidc]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["openid", "email", "profile", "groups"]
+http_timeout = "2s"
+clock_skew = "30s"
+
+[session]
+secret = "{SESSION_SECRET}"
+
+[store]
+path = "{store}"
+
+[limits]
+request_timeout = "10s"
+
+{extra_toml}
+"#,
+            forum_url = forum.base_url(),
+            connect_secret = forum.sso_secret(),
+            api_key = forum.api_key(),
+            api_username = forum.api_username(),
+            issuer = idp.issuer(),
+            store = store_dir.path().display(),
+        );
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config = config::load_from_str(&toml, env)
+            .unwrap_or_else(|e| panic!("test bridge config rejected:\n{e}\n{toml}"));
+        idp.set_client(
+            &IdpClient::new(CLIENT_ID, CLIENT_SECRET, &format!("{base}/callback"))
+                .backchannel_logout_uri(&format!("{base}/backchannel-logout"))
+                .post_logout_redirect_uri(&format!("{base}/logged-out")),
+        )
+        .await;
+        forum.set_connect_url(Url::parse(&format!("{base}/sso")).unwrap());
+
+        let app = Application::with_listener(config, listener).unwrap();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let bridge = TestBridge {
+            base,
+            state,
+            store_dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        bridge.wait_ready().await;
+        bridge
+    }
+
+    /// Waits until `/readyz` answers 200 (discovery done).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bridge never became ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
