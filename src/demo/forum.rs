@@ -86,7 +86,12 @@ impl Nonces {
 
     /// Checks `nonce` for `browser` as of `now` and spends it. A used nonce is remembered until
     /// it would have expired, so a replay gets the same 419 as any other bad nonce.
-    fn spend(&mut self, nonce: &str, browser: Option<&str>, now: DateTime<Utc>) -> Result<(), NonceProblem> {
+    fn spend(
+        &mut self,
+        nonce: &str,
+        browser: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), NonceProblem> {
         let record = self.issued.get_mut(nonce).ok_or(NonceProblem::Unknown)?;
         if browser != Some(record.browser.as_str()) {
             return Err(NonceProblem::OtherBrowser);
@@ -190,9 +195,14 @@ fn discourse_notes(payload: &Payload) -> Vec<String> {
         notes.push(format!("add_groups: the user is added to [{groups}]."));
     }
     if let Some(groups) = payload.get(Field::RemoveGroups).filter(|g| !g.is_empty()) {
-        notes.push(format!("remove_groups: the user is removed from [{groups}]."));
+        notes.push(format!(
+            "remove_groups: the user is removed from [{groups}]."
+        ));
     }
-    for (field, role) in [(Field::Admin, "an admin"), (Field::Moderator, "a moderator")] {
+    for (field, role) in [
+        (Field::Admin, "an admin"),
+        (Field::Moderator, "a moderator"),
+    ] {
         match payload.get_bool(field) {
             Some(true) => notes.push(format!("{}=true: the user becomes {role}.", field.key())),
             Some(false) => notes.push(format!(
@@ -245,7 +255,12 @@ impl Forum {
         }
     }
 
-    fn page(&self, status: StatusCode, login: Option<&ReceivedLogin>, error: Option<ErrorView>) -> Response {
+    fn page(
+        &self,
+        status: StatusCode,
+        login: Option<&ReceivedLogin>,
+        error: Option<ErrorView>,
+    ) -> Response {
         let users: Vec<_> = SAMPLE_USERS
             .iter()
             .map(|u| minijinja::context! { name => u.name, about => u.about })
@@ -266,7 +281,11 @@ impl Forum {
     }
 
     fn error_page(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
-        tracing::warn!(status = status.as_u16(), reason, "demo forum refused a DiscourseConnect answer");
+        tracing::warn!(
+            status = status.as_u16(),
+            reason,
+            "demo forum refused a DiscourseConnect answer"
+        );
         self.page(
             status,
             None,
@@ -439,11 +458,23 @@ mod tests {
     fn a_nonce_is_accepted_once_from_the_browser_it_was_issued_to() {
         let mut nonces = Nonces::default();
         nonces.issue("n1".into(), "browser-a".into(), at(0));
-        assert_eq!(nonces.spend("n1", Some("browser-b"), at(1)), Err(NonceProblem::OtherBrowser));
-        assert_eq!(nonces.spend("n1", None, at(1)), Err(NonceProblem::OtherBrowser));
+        assert_eq!(
+            nonces.spend("n1", Some("browser-b"), at(1)),
+            Err(NonceProblem::OtherBrowser)
+        );
+        assert_eq!(
+            nonces.spend("n1", None, at(1)),
+            Err(NonceProblem::OtherBrowser)
+        );
         assert_eq!(nonces.spend("n1", Some("browser-a"), at(1)), Ok(()));
-        assert_eq!(nonces.spend("n1", Some("browser-a"), at(2)), Err(NonceProblem::AlreadyUsed));
-        assert_eq!(nonces.spend("other", Some("browser-a"), at(2)), Err(NonceProblem::Unknown));
+        assert_eq!(
+            nonces.spend("n1", Some("browser-a"), at(2)),
+            Err(NonceProblem::AlreadyUsed)
+        );
+        assert_eq!(
+            nonces.spend("other", Some("browser-a"), at(2)),
+            Err(NonceProblem::Unknown)
+        );
     }
 
     #[test]
@@ -452,7 +483,10 @@ mod tests {
         nonces.issue("n1".into(), "b".into(), at(0));
         nonces.issue("n2".into(), "b".into(), at(0));
         assert_eq!(nonces.spend("n1", Some("b"), at(30)), Ok(()));
-        assert_eq!(nonces.spend("n2", Some("b"), at(31)), Err(NonceProblem::Expired));
+        assert_eq!(
+            nonces.spend("n2", Some("b"), at(31)),
+            Err(NonceProblem::Expired)
+        );
     }
 
     #[test]
@@ -465,10 +499,19 @@ mod tests {
             .set_bool(Field::Admin, false)
             .set_custom("team", "blue");
         let login = ReceivedLogin::from_payload(&payload, at(0));
-        let row = |key: &str| login.rows.iter().find(|r| r.key == key).map(|r| r.value.clone());
+        let row = |key: &str| {
+            login
+                .rows
+                .iter()
+                .find(|r| r.key == key)
+                .map(|r| r.value.clone())
+        };
         assert_eq!(row("external_id"), Some(Some("u1".into())));
         assert_eq!(row("add_groups"), Some(None));
-        assert_eq!(row("avatar_url"), Some(Some("https://example.com/a.png".into())));
+        assert_eq!(
+            row("avatar_url"),
+            Some(Some("https://example.com/a.png".into()))
+        );
         assert_eq!(row("custom.team"), Some(Some("blue".into())));
         assert!(login.notes.iter().any(|n| n.starts_with("admin=false")));
     }

@@ -357,12 +357,7 @@ struct AuthorizeParams {
 }
 
 /// Sends an authorization error back to the client (RFC 6749 §4.1.2.1), with `iss` (RFC 9207).
-fn authorization_error(
-    idp: &Idp,
-    error: &str,
-    description: &str,
-    state: Option<&str>,
-) -> Response {
+fn authorization_error(idp: &Idp, error: &str, description: &str, state: Option<&str>) -> Response {
     let mut location = match url::Url::parse(&idp.client.redirect_uri) {
         Ok(url) => url,
         Err(_) => {
@@ -515,8 +510,7 @@ async fn authorize_decision(
             "The form could not be read.",
         );
     };
-    let Some(pending) =
-        idp.with_grants(now, |grants| grants.pending.remove(&decision.request_ref))
+    let Some(pending) = idp.with_grants(now, |grants| grants.pending.remove(&decision.request_ref))
     else {
         return message_page(
             &idp,
@@ -730,7 +724,9 @@ fn redeem_code(
             "unknown, expired or already used code",
         ))?;
     if issued.client_id != idp.client.client_id {
-        return Err(TokenError::InvalidGrant("code was issued to another client"));
+        return Err(TokenError::InvalidGrant(
+            "code was issued to another client",
+        ));
     }
     if request.redirect_uri.as_deref() != Some(issued.redirect_uri.as_str()) {
         return Err(TokenError::InvalidGrant("redirect_uri does not match"));
@@ -860,9 +856,8 @@ async fn userinfo(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let now = Utc::now();
-    let grant = token.and_then(|token| {
-        idp.with_grants(now, |grants| grants.access_tokens.get(token).cloned())
-    });
+    let grant = token
+        .and_then(|token| idp.with_grants(now, |grants| grants.access_tokens.get(token).cloned()));
     let Some(grant) = grant else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -952,7 +947,11 @@ mod tests {
     fn sample_users_cover_the_interesting_cases() {
         assert!(SAMPLE_USERS.iter().any(|u| !u.email_verified));
         assert!(SAMPLE_USERS.iter().any(|u| u.groups.is_empty()));
-        assert!(SAMPLE_USERS.iter().any(|u| u.groups.contains(&"forum-admins")));
+        assert!(
+            SAMPLE_USERS
+                .iter()
+                .any(|u| u.groups.contains(&"forum-admins"))
+        );
         let logins: std::collections::HashSet<_> = SAMPLE_USERS.iter().map(|u| u.login).collect();
         assert_eq!(logins.len(), SAMPLE_USERS.len());
     }

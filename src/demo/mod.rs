@@ -125,11 +125,17 @@ impl Demo {
     /// Binds the three servers, generates the demo secrets and the IdP's signing key, and builds
     /// the bridge from the demo configuration, with the mapping sections of `mapping_file` when
     /// one is given.
-    pub async fn start(addresses: DemoAddresses, mapping_file: Option<&Path>) -> anyhow::Result<Self> {
+    pub async fn start(
+        addresses: DemoAddresses,
+        mapping_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let (mapping, mapping_source) = match mapping_file {
             Some(path) => (
                 mapping_sections_from_file(path)?,
-                format!("the [mapping], [groups] and [access] sections of {}", path.display()),
+                format!(
+                    "the [mapping], [groups] and [access] sections of {}",
+                    path.display()
+                ),
             ),
             None => (
                 mapping_sections(DEMO_MAPPING)
@@ -154,7 +160,13 @@ impl Demo {
         let scratch = ScratchDir::create().context("creating the demo's store directory")?;
         let connect_secret = random_hex(32);
         let client_secret = random_hex(32);
-        let mut config = demo_config(&urls, bridge_address, &connect_secret, &client_secret, &scratch.0)?;
+        let mut config = demo_config(
+            &urls,
+            bridge_address,
+            &connect_secret,
+            &client_secret,
+            &scratch.0,
+        )?;
         apply_mapping(&mut config, mapping)?;
 
         let signing_key = tokio::task::spawn_blocking(idp::SigningKey::generate)
@@ -234,24 +246,24 @@ impl Demo {
         result
     }
 
-    /// Resolves once the bridge has loaded the IdP's configuration (its `/readyz` would say
-    /// ready), or after `limit`; returns whether it is ready.
-    pub async fn wait_until_ready(state: &crate::app::AppState, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if state.readiness().ready {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// The bridge's shared state (to watch its readiness).
     pub fn bridge_state(&self) -> &crate::app::AppState {
         self.bridge.state()
+    }
+}
+
+/// Resolves once the bridge has loaded the IdP's configuration (its `/readyz` would say ready),
+/// or after `limit`; returns whether it is ready.
+async fn wait_for_discovery(state: &crate::app::AppState, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if state.readiness().ready {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -286,11 +298,17 @@ fn demo_config(
         ("BRIDGE_SERVER__LISTEN", bridge_address.to_string()),
         ("BRIDGE_SERVER__PUBLIC_URL", urls.bridge.clone()),
         ("BRIDGE_DISCOURSE__URL", urls.forum.clone()),
-        ("BRIDGE_DISCOURSE__CONNECT_SECRET", connect_secret.to_owned()),
+        (
+            "BRIDGE_DISCOURSE__CONNECT_SECRET",
+            connect_secret.to_owned(),
+        ),
         ("BRIDGE_OIDC__ISSUER", urls.idp.clone()),
         ("BRIDGE_OIDC__CLIENT_ID", DEMO_CLIENT_ID.to_owned()),
         ("BRIDGE_OIDC__CLIENT_SECRET", client_secret.to_owned()),
-        ("BRIDGE_OIDC__SCOPES", "openid email profile groups".to_owned()),
+        (
+            "BRIDGE_OIDC__SCOPES",
+            "openid email profile groups".to_owned(),
+        ),
         ("BRIDGE_OIDC__USERINFO", "true".to_owned()),
         ("BRIDGE_SESSION__SECRET", random_hex(32)),
         ("BRIDGE_STORE__PATH", store_path.display().to_string()),
@@ -331,14 +349,17 @@ fn mapping_sections(toml: &str) -> Result<MappingSections, String> {
 }
 
 fn mapping_sections_from_file(path: &Path) -> anyhow::Result<MappingSections> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     mapping_sections(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Puts the mapping sections into the demo configuration, compiling them first so that a
 /// broken mapping is reported with every problem before anything starts.
-fn apply_mapping(config: &mut Config, (mapping, groups, access): MappingSections) -> anyhow::Result<()> {
+fn apply_mapping(
+    config: &mut Config,
+    (mapping, groups, access): MappingSections,
+) -> anyhow::Result<()> {
     let mapper = Mapper::compile(&mapping, &groups, &access).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("the mapping is invalid:\n{}", lines.join("\n"))
@@ -396,13 +417,14 @@ pub async fn run(config_path: Option<PathBuf>, port: u16) -> ExitCode {
         }
     };
     tracing::warn!("{DEVELOPMENT_ONLY}");
-    for warning in demo.bridge_state().config.warnings() {
-        tracing::warn!("{warning}");
+    // Only the mapping's warnings: the rest (no logout relay, plain http) is how a demo is.
+    for warning in &demo.bridge_state().config.mapping_warnings {
+        tracing::warn!("mapping: {warning}");
     }
     let urls = demo.urls().clone();
     let state = demo.bridge_state().clone();
     let announce = tokio::spawn(async move {
-        if !Demo::wait_until_ready(&state, Duration::from_secs(10)).await {
+        if !wait_for_discovery(&state, Duration::from_secs(10)).await {
             tracing::warn!("the bridge has not loaded the demo IdP's configuration yet");
         }
         write_out(&format!(
