@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::sync::Arc;
+
+use redb::{
+    Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +130,9 @@ pub enum StoreError {
     Database(#[from] redb::Error),
     #[error("unreadable record in table {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// The blocking task running a store call did not finish (runtime shutting down).
+    #[error("store call interrupted: {0}")]
+    Interrupted(String),
 }
 
 macro_rules! redb_error_from {
@@ -334,9 +342,27 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
     })
 }
 
+/// Runs a store call on tokio's blocking pool, so that an fsync never stalls an async worker
+/// thread. For handlers and the relay: `store::blocking(&store, move |s| s.pending_count())`.
+pub async fn blocking<T, F>(store: &Arc<dyn LogoutStore>, call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn LogoutStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || call(store.as_ref()))
+        .await
+        .map_err(|error| StoreError::Interrupted(error.to_string()))?
+}
+
+/// Page cache of the embedded database; the data set is small (jobs, ids, a few KB per session).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The redb implementation of [`LogoutStore`], one file at `<path>/bridge.redb`.
 ///
-/// redb locks the file, so only one bridge process can open a store directory at a time.
+/// The file is opened in redb's multi-writer mode (byte-range locks), so that the admin
+/// commands (`logout --external-id`) can enqueue into the store of a running server; every
+/// process sharing the directory must open it through [`RedbStore::open`].
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
@@ -349,7 +375,10 @@ impl RedbStore {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = Database::create(dir.join(DATABASE_FILE))?;
+        let db = Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(dir.join(DATABASE_FILE))?;
         // Create every table once, so read transactions never meet a missing table.
         let txn = db.begin_write()?;
         {
@@ -664,7 +693,6 @@ impl LogoutStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const ISS: &str = "https://idp.example.test";
 
@@ -977,6 +1005,37 @@ mod tests {
                 .unwrap()
                 .sessions,
             0
+        );
+    }
+
+    #[test]
+    fn two_handles_on_one_directory_see_each_others_commits() {
+        // What the admin command does while the server runs.
+        let dir = tempfile::tempdir().unwrap();
+        let server = open(&dir);
+        let admin = open(&dir);
+        let id = admin
+            .enqueue(&RelayJob::new("ext-a", RelayReason::AdminCommand, at(0)))
+            .unwrap();
+        let due = server.due(at(0), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, id);
+        server.complete(id).unwrap();
+        assert_eq!(admin.pending_count().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn blocking_runs_calls_off_the_async_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn LogoutStore> = Arc::new(open(&dir));
+        let is_new = blocking(&store, |s| s.remember_jti(ISS, "j", at(10)))
+            .await
+            .unwrap();
+        assert!(is_new);
+        assert!(
+            !blocking(&store, |s| s.remember_jti(ISS, "j", at(10)))
+                .await
+                .unwrap()
         );
     }
 
