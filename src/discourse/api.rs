@@ -93,6 +93,9 @@ impl ApiError {
 
 impl From<reqwest::Error> for ApiError {
     fn from(error: reqwest::Error) -> Self {
+        if error.is_builder() {
+            return Self::InvalidSettings("the request to Discourse cannot be built");
+        }
         // A failed send is worth retrying; the URL is left out to keep log lines short.
         Self::Network(error.without_url().to_string())
     }
@@ -152,7 +155,8 @@ impl DiscourseApi {
         if response.status() == StatusCode::NOT_FOUND {
             return Err(ApiError::UserNotFound { user_id });
         }
-        success_json(response).await.map(drop)
+        // `send` let only 2xx and 404 through; the `{"success":"OK"}` body carries nothing more.
+        Ok(())
     }
 
     /// Pushes a signed DiscourseConnect payload (`POST /admin/users/sync_sso`), creating or
