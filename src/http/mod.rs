@@ -3,6 +3,7 @@
 //! stay thin: extract, call the protocol core, map the result.
 
 pub mod login;
+pub mod logout;
 pub mod middleware;
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_cookies::CookieManagerLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -26,6 +27,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/sso", get(login::start))
         .route("/callback", get(login::callback))
+        .route("/backchannel-logout", post(logout::backchannel))
+        .route("/logout", get(logout::start))
+        .route("/logged-out", get(logout::finished))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
