@@ -615,6 +615,8 @@ impl CompiledGroups {
             for name in self.transform(&original) {
                 let mut produced = Vec::new();
                 let mut rules_used = Vec::new();
+                let mut grants_admin = false;
+                let mut grants_moderator = false;
                 if let Some((key, targets)) = self.rename.get(&name.to_lowercase()) {
                     produced.extend(targets.iter().cloned());
                     rules_used.push(key.clone());
@@ -624,14 +626,16 @@ impl CompiledGroups {
                         continue;
                     };
                     rules_used.push(rule.key.clone());
-                    admin |= rule.admin;
-                    moderator |= rule.moderator;
+                    grants_admin |= rule.admin;
+                    grants_moderator |= rule.moderator;
                     for target in &rule.to {
                         let mut expanded = String::new();
                         captures.expand(target, &mut expanded);
                         produced.push(self.fold(&expanded));
                     }
                 }
+                admin |= grants_admin;
+                moderator |= grants_moderator;
                 let rule_label = if rules_used.is_empty() {
                     if self.unmatched == Unmatched::Keep {
                         produced.push(name.clone());
@@ -641,37 +645,54 @@ impl CompiledGroups {
                     rules_used.join(", ")
                 };
                 let mut sent = Vec::new();
+                let mut invalid = Vec::new();
                 for candidate in produced {
                     match self.names.check_group_name(&candidate) {
                         Ok(()) => {
                             sent.push(candidate.clone());
                             out.entry(candidate.to_lowercase()).or_insert(candidate);
                         }
-                        Err(why) => dropped.push((
-                            candidate.clone(),
-                            format!("from IdP group `{original}`: not a valid Discourse group name: {why}"),
-                        )),
+                        Err(why) => {
+                            dropped.push((
+                                candidate.clone(),
+                                format!(
+                                    "from IdP group `{original}`: not a valid Discourse group name: {why}"
+                                ),
+                            ));
+                            invalid.push(format!("`{candidate}`"));
+                        }
                     }
                 }
-                let described = if name == original {
+                let mut described = if name == original {
                     format!("IdP group `{original}` (from claim `{source}`)")
                 } else {
                     format!("IdP group `{original}` as `{name}` (from claim `{source}`)")
                 };
+                for (granted, role) in [(grants_admin, "admin"), (grants_moderator, "moderator")] {
+                    if granted {
+                        described.push_str(&format!("; grants {role}"));
+                    }
+                }
+                if !invalid.is_empty() {
+                    described.push_str(&format!(
+                        "; not sent, invalid in Discourse: {}",
+                        invalid.join(", ")
+                    ));
+                }
                 if rules_used.is_empty() && self.unmatched == Unmatched::Drop {
                     dropped.push((
                         original.clone(),
                         "no rename or rule matches it and groups.unmatched = \"drop\"".to_owned(),
                     ));
                     trace.push(TraceEntry::new(
-                        "groups",
+                        "idp_group",
                         None,
                         rule_label,
                         format!("{described}: no rename or rule matches; dropped"),
                     ));
                 } else {
                     let value = (!sent.is_empty()).then(|| sent.join(","));
-                    trace.push(TraceEntry::new("groups", value, rule_label, described));
+                    trace.push(TraceEntry::new("idp_group", value, rule_label, described));
                 }
             }
         }

@@ -36,7 +36,8 @@ use groups::{CompiledGroups, GroupsOutcome};
 /// key responsible. `explain` prints these; they never contain secrets, only claim values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TraceEntry {
-    /// Payload key (`email`, `custom.department`, `add_groups`), or `groups` / `access`.
+    /// Payload key (`email`, `custom.department`, `add_groups`), `idp_group` (what became of
+    /// one IdP group), `groups` (the state of the group claims) or `access` (one access rule).
     pub output: String,
     /// The value produced, or `None` when nothing was sent.
     pub value: Option<String>,
