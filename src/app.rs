@@ -46,6 +46,8 @@ pub struct AppState {
     pub relay: Option<RelayHandle>,
     /// The relay worker, taken by the server when it starts.
     relay_worker: Arc<std::sync::Mutex<Option<Relay>>>,
+    /// SHA-256 of the configuration file whose mapping is active (changes on reload).
+    active_config_sha256: Arc<RwLock<String>>,
     /// Prometheus exposition, when the recorder could be installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -60,6 +62,9 @@ pub struct Readiness {
 
 /// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often the configuration file is checked for changes.
+pub const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long login records are kept for matching back-channel logout tokens.
 pub const LOGIN_RETENTION: Duration = Duration::from_secs(60 * 24 * 3600);
@@ -128,6 +133,7 @@ impl AppState {
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
             mapper: Arc::new(RwLock::new(Arc::new(mapper))),
             sso_login_url,
+            active_config_sha256: Arc::new(RwLock::new(config.source.sha256.clone())),
             metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
         })
@@ -168,7 +174,96 @@ impl AppState {
         Readiness {
             ready: discovery,
             discovery,
-            config_sha256: self.config.source.sha256.clone(),
+            config_sha256: self.active_config_sha256(),
+        }
+    }
+
+    /// SHA-256 of the configuration file whose mapping rules are active.
+    pub fn active_config_sha256(&self) -> String {
+        match self.active_config_sha256.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the configuration file and, if it is valid, swaps in its `[mapping]`,
+    /// `[groups]` and `[access]` rules. Other sections need a restart. A broken file is
+    /// reported and the active rules stay. Returns whether new rules were activated.
+    pub fn reload_mapping(&self) -> bool {
+        let Some(path) = self.config.source.path.as_deref() else {
+            return false;
+        };
+        let reloaded = crate::config::load(Some(path)).and_then(|config| {
+            Mapper::compile(&config.mapping, &config.groups, &config.access)
+                .map(|mapper| (config.source.sha256, mapper))
+                .map_err(crate::config::ConfigErrors)
+        });
+        match reloaded {
+            Ok((sha256, mapper)) => {
+                self.replace_mapper(mapper);
+                match self.active_config_sha256.write() {
+                    Ok(mut guard) => *guard = sha256.clone(),
+                    Err(poisoned) => *poisoned.into_inner() = sha256.clone(),
+                }
+                metrics::counter!("bridge_config_reloads_total", "outcome" => "applied")
+                    .increment(1);
+                tracing::info!(config_sha256 = %sha256, "mapping reloaded");
+                true
+            }
+            Err(errors) => {
+                metrics::counter!("bridge_config_reloads_total", "outcome" => "rejected")
+                    .increment(1);
+                tracing::error!(
+                    problems = %errors,
+                    "configuration change rejected; the previous mapping stays active"
+                );
+                false
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file's content changes (polled, which also works
+    /// for Kubernetes ConfigMap symlink swaps where file events are unreliable).
+    async fn watch_config(self) {
+        let Some(path) = self.config.source.path.clone() else {
+            return;
+        };
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // The content last looked at: a rejected edit is reported once, not on every tick.
+        let mut last_seen = self.active_config_sha256();
+        let mut tick = tokio::time::interval(CONFIG_POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            let forced = tokio::select! {
+                () = signalled => true,
+                _ = tick.tick() => false,
+            };
+            if forced {
+                tracing::info!("SIGHUP: reloading the mapping");
+                self.reload_mapping();
+                continue;
+            }
+            let Ok(bytes) = tokio::fs::read(&path).await else {
+                continue;
+            };
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if digest != last_seen {
+                last_seen = digest;
+                self.reload_mapping();
+            }
         }
     }
 
@@ -323,6 +418,7 @@ impl Application {
                 }
             }
         });
+        let watcher = tokio::spawn(state.clone().watch_config());
         let router = crate::http::router(state);
         let served = axum::serve(
             self.listener,
@@ -332,6 +428,7 @@ impl Application {
         .await;
         discovery.abort();
         pruning.abort();
+        watcher.abort();
         let _ = stop_relay.send(true);
         if let Some(task) = relay_task {
             let _ = task.await;

@@ -5,4 +5,5 @@ mod harness_selftest;
 mod interop_connect;
 mod login;
 mod logout;
+mod mapping;
 mod support;
