@@ -107,13 +107,6 @@ impl CompiledAccess {
                 Err(message) => problems.push(ConfigProblem::new(key, message)),
             }
         }
-        if !config.allowed_groups.is_empty() && !groups.is_active() {
-            warnings.push(
-                "access.allowed_groups: [groups] produces no Discourse group (no rename, no rule \
-                 and unmatched = \"drop\"), so nobody can log in"
-                    .to_owned(),
-            );
-        }
         let mut allowed_email_domains = Vec::new();
         for (index, entry) in config.allowed_email_domains.iter().enumerate() {
             let key = format!("access.allowed_email_domains[{index}]");
@@ -448,6 +441,44 @@ mod tests {
             Some("access.hosted_domains")
         );
         assert_eq!(trace.len(), 2);
+    }
+
+    #[test]
+    fn warns_about_allowed_groups_nobody_can_have() {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let groups = CompiledGroups::compile(
+            &GroupsConfig {
+                rename: [(
+                    "forum-user".to_owned(),
+                    crate::mapping::OneOrMany::One("members".to_owned()),
+                )]
+                .into(),
+                managed: vec!["members".to_owned()],
+                ..GroupsConfig::default()
+            },
+            NameRules {
+                min_length: 3,
+                max_length: 20,
+                unicode: false,
+            },
+            &mut problems,
+            &mut warnings,
+        );
+        CompiledAccess::compile(
+            &AccessConfig {
+                allowed_groups: vec!["Members".to_owned(), "staff_team".to_owned()],
+                ..AccessConfig::default()
+            },
+            &groups,
+            &mut problems,
+            &mut warnings,
+        );
+        assert_eq!(problems, []);
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(warnings[0].starts_with(
+            "access.allowed_groups[1]: no rename or group rule produces `staff_team`"
+        ));
     }
 
     #[test]

@@ -549,9 +549,12 @@ impl CompiledGroups {
         }
     }
 
-    /// Whether any group or role can reach Discourse.
+    /// Whether any group change or role can reach Discourse.
     pub fn is_active(&self) -> bool {
-        self.produces_groups || self.manages_admin || self.manages_moderator
+        self.produces_groups
+            || self.manages_admin
+            || self.manages_moderator
+            || !self.removable.is_empty()
     }
 
     /// Runs the pipeline over the claims.

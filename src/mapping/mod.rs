@@ -395,6 +395,14 @@ mod tests {
         }
     }
 
+    /// The lead shares one `Mapper` between request handlers and swaps it on reload.
+    #[test]
+    fn mapper_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Mapper>();
+        assert_send_sync::<Outcome>();
+    }
+
     #[test]
     fn defaults_map_standard_claims() {
         let mapped = allowed(default_mapper().map(&claims(json!({

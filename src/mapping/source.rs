@@ -340,33 +340,6 @@ impl CompiledSource {
             })
             .collect()
     }
-
-    /// The raw claim value of the first claim-path alternative that is present; used where a
-    /// field needs the JSON value itself (booleans).
-    pub fn first_value(
-        &self,
-        env: &Environment<'static>,
-        claims: &Map<String, Value>,
-    ) -> Option<(String, String, Value)> {
-        for (rule, alt) in &self.alternatives {
-            match alt {
-                Alternative::Claim(path) => {
-                    if let Some(value) = path.lookup(claims) {
-                        return Some((rule.clone(), format!("claim `{path}`"), value));
-                    }
-                }
-                other => {
-                    let (origin, result) = evaluate(other, env, claims);
-                    if let Ok(text) = result
-                        && !text.trim().is_empty()
-                    {
-                        return Some((rule.clone(), origin, Value::String(text)));
-                    }
-                }
-            }
-        }
-        None
-    }
 }
 
 fn compile_template(
