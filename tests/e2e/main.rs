@@ -6,4 +6,5 @@ mod interop_connect;
 mod login;
 mod logout;
 mod mapping;
+mod ops;
 mod support;
