@@ -1,6 +1,8 @@
 //! The command-line interface as an operator uses it: `check`, `explain` and their exit codes,
 //! run as the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -129,7 +129,7 @@ async fn logs_of_a_full_login_and_logout_hold_no_secret_or_token() {
     let logs = captured_logs();
     let idp = TestIdp::start(IdpOptions::default()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
-    let bridge = TestBridge::start(&idp, &forum, "").await;
+    let _bridge = TestBridge::start(&idp, &forum, "").await;
     let browser = Browser::new();
 
     let to_bridge = browser.get(forum.sso_start_url("/")).await;
