@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tower_cookies::{Cookies, Key};
 
 use crate::config::Config;
+use crate::discourse::api::DiscourseApi;
 use crate::discourse::connect::ConnectSecret;
 use crate::error::AppError;
 use crate::flow::{CookiePolicy, UsedStates, derive_cookie_key};
@@ -19,6 +20,8 @@ use crate::mapping::Mapper;
 use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::provider::Provider;
 use crate::pages::Pages;
+use crate::relay::{Relay, RelayHandle, RelaySettings};
+use crate::store::{self, LoginRecord, LogoutStore, RedbStore, SessionRecord};
 
 /// Everything a request handler needs. Cheap to clone: every field is shared.
 #[derive(Debug, Clone)]
@@ -37,6 +40,14 @@ pub struct AppState {
     mapper: Arc<RwLock<Arc<Mapper>>>,
     /// The forum's `/session/sso_login`, the only allowed `return_sso_url`.
     pub sso_login_url: url::Url,
+    /// Durable store: login records, replayed `jti`s, relay jobs, bridge sessions.
+    pub store: Arc<dyn LogoutStore>,
+    /// The logout relay into Discourse, when `api_key` and `api_username` are set.
+    pub relay: Option<RelayHandle>,
+    /// The relay worker, taken by the server when it starts.
+    relay_worker: Arc<std::sync::Mutex<Option<Relay>>>,
+    /// SHA-256 of the configuration file whose mapping is active (changes on reload).
+    active_config_sha256: Arc<RwLock<String>>,
     /// Prometheus exposition, when the recorder could be installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -48,6 +59,15 @@ pub struct Readiness {
     pub discovery: bool,
     pub config_sha256: String,
 }
+
+/// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often the configuration file is checked for changes.
+pub const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long login records are kept for matching back-channel logout tokens.
+pub const LOGIN_RETENTION: Duration = Duration::from_secs(60 * 24 * 3600);
 
 /// Builds the shared HTTP client: bounded timeouts, no redirects (SSRF and token leakage).
 pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
@@ -78,7 +98,27 @@ impl AppState {
             },
         )?;
         let sso_login_url = config.sso_login_prefix();
+        let store: Arc<dyn LogoutStore> =
+            Arc::new(RedbStore::open(&config.store.path).with_context(|| {
+                format!("opening the store at {}", config.store.path.display())
+            })?);
+        let relay_worker = config.discourse.admin_api().map(|(key, username)| {
+            Relay::new(
+                store.clone(),
+                DiscourseApi::new(
+                    http.clone(),
+                    config.discourse.url.clone(),
+                    key.clone(),
+                    username.to_owned(),
+                ),
+                RelaySettings::from_config(&config.logout),
+            )
+        });
+        let relay = relay_worker.as_ref().map(Relay::handle);
         Ok(Self {
+            store,
+            relay,
+            relay_worker: Arc::new(std::sync::Mutex::new(relay_worker)),
             connect_secret: Arc::new(ConnectSecret::new(
                 config.discourse.connect_secret.expose_secret(),
             )),
@@ -93,6 +133,7 @@ impl AppState {
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
             mapper: Arc::new(RwLock::new(Arc::new(mapper))),
             sso_login_url,
+            active_config_sha256: Arc::new(RwLock::new(config.source.sha256.clone())),
             metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
         })
@@ -133,19 +174,147 @@ impl AppState {
         Readiness {
             ready: discovery,
             discovery,
-            config_sha256: self.config.source.sha256.clone(),
+            config_sha256: self.active_config_sha256(),
         }
     }
 
-    /// Remembers what a back-channel logout will need to find this login again.
+    /// SHA-256 of the configuration file whose mapping rules are active.
+    pub fn active_config_sha256(&self) -> String {
+        match self.active_config_sha256.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the configuration file and, if it is valid, swaps in its `[mapping]`,
+    /// `[groups]` and `[access]` rules. Other sections need a restart. A broken file is
+    /// reported and the active rules stay. Returns whether new rules were activated.
+    pub fn reload_mapping(&self) -> bool {
+        let Some(path) = self.config.source.path.as_deref() else {
+            return false;
+        };
+        let reloaded = crate::config::load(Some(path)).and_then(|config| {
+            Mapper::compile(&config.mapping, &config.groups, &config.access)
+                .map(|mapper| (config.source.sha256, mapper))
+                .map_err(crate::config::ConfigErrors)
+        });
+        match reloaded {
+            Ok((sha256, mapper)) => {
+                self.replace_mapper(mapper);
+                match self.active_config_sha256.write() {
+                    Ok(mut guard) => *guard = sha256.clone(),
+                    Err(poisoned) => *poisoned.into_inner() = sha256.clone(),
+                }
+                metrics::counter!("bridge_config_reloads_total", "outcome" => "applied")
+                    .increment(1);
+                tracing::info!(config_sha256 = %sha256, "mapping reloaded");
+                true
+            }
+            Err(errors) => {
+                metrics::counter!("bridge_config_reloads_total", "outcome" => "rejected")
+                    .increment(1);
+                tracing::error!(
+                    problems = %errors,
+                    "configuration change rejected; the previous mapping stays active"
+                );
+                false
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file's content changes (polled, which also works
+    /// for Kubernetes ConfigMap symlink swaps where file events are unreliable).
+    async fn watch_config(self) {
+        let Some(path) = self.config.source.path.clone() else {
+            return;
+        };
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // The content last looked at: a rejected edit is reported once, not on every tick.
+        let mut last_seen = self.active_config_sha256();
+        let mut tick = tokio::time::interval(CONFIG_POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            let forced = tokio::select! {
+                () = signalled => true,
+                _ = tick.tick() => false,
+            };
+            if forced {
+                tracing::info!("SIGHUP: reloading the mapping");
+                self.reload_mapping();
+                continue;
+            }
+            let Ok(bytes) = tokio::fs::read(&path).await else {
+                continue;
+            };
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if digest != last_seen {
+                last_seen = digest;
+                self.reload_mapping();
+            }
+        }
+    }
+
+    /// Remembers what a back-channel logout will need to find this login again (`iss`, `sub`,
+    /// `sid` → `external_id`), and keeps the ID token server-side for `id_token_hint`, keyed by
+    /// a fresh bridge session cookie. A store failure is logged, not fatal: the login goes on.
     pub async fn record_login(
         &self,
-        _issuer: &str,
-        _id_token: &VerifiedIdToken,
-        _external_id: &str,
-        _cookies: &Cookies,
-        _now: chrono::DateTime<chrono::Utc>,
+        issuer: &str,
+        id_token: &VerifiedIdToken,
+        external_id: &str,
+        cookies: &Cookies,
+        now: chrono::DateTime<chrono::Utc>,
     ) {
+        let session_id = hex::encode(rand::random::<[u8; 16]>());
+        let lifetime = SESSION_LIFETIME;
+        let login = LoginRecord {
+            iss: issuer.to_owned(),
+            sub: id_token.subject.clone(),
+            sid: id_token.session_id.clone(),
+            external_id: external_id.to_owned(),
+            logged_in_at: now,
+        };
+        let session = SessionRecord {
+            id_token: id_token.raw.clone(),
+            iss: issuer.to_owned(),
+            sub: id_token.subject.clone(),
+            sid: id_token.session_id.clone(),
+            external_id: external_id.to_owned(),
+            expires_at: now
+                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::days(1)),
+        };
+        let id = session_id.clone();
+        let stored = store::blocking(&self.store, move |s| {
+            s.record_login(&login)?;
+            s.put_session(&id, &session)
+        })
+        .await;
+        match stored {
+            Ok(()) => crate::flow::store_session_id(
+                cookies,
+                &self.cookie_key,
+                self.cookie_policy.secure,
+                &session_id,
+                lifetime,
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "could not record the login: back-channel logout will not find this session"
+            ),
+        }
     }
 
     /// Runs discovery until it succeeds, backing off exponentially (1 s doubling, capped at
@@ -228,6 +397,28 @@ impl Application {
                 }
             })
         });
+        let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
+        let relay_worker = state
+            .relay_worker
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        let relay_task = relay_worker.map(|relay| relay.spawn(relay_stopped).1);
+        let pruning = tokio::spawn({
+            let store = state.store.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let now = chrono::Utc::now();
+                    match store::blocking(&store, move |s| s.prune(now, LOGIN_RETENTION)).await {
+                        Ok(report) => tracing::debug!(?report, "store pruned"),
+                        Err(e) => tracing::warn!(error = %e, "store pruning failed"),
+                    }
+                }
+            }
+        });
+        let watcher = tokio::spawn(state.clone().watch_config());
         let router = crate::http::router(state);
         let served = axum::serve(
             self.listener,
@@ -236,6 +427,12 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         discovery.abort();
+        pruning.abort();
+        watcher.abort();
+        let _ = stop_relay.send(true);
+        if let Some(task) = relay_task {
+            let _ = task.await;
+        }
         if let Some(upkeep) = upkeep {
             upkeep.abort();
         }

@@ -33,6 +33,30 @@ pub enum Command {
         #[arg(long, default_value_t = 8400)]
         port: u16,
     },
+    /// Show what the bridge would send Discourse for a set of claims, and which rule produced
+    /// each output. Exit 0 when the login would be allowed, 3 when denied, 2 for a bad config.
+    Explain {
+        /// JSON file with the merged ID-token + userinfo claims (an object).
+        #[arg(long, value_name = "CLAIMS.json")]
+        claims: PathBuf,
+        /// Print a machine-readable JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log a user out of Discourse now (for deprovisioning scripts), through the same durable
+    /// relay as back-channel logout. Needs discourse.api_key and api_username.
+    Logout {
+        /// The user's external_id (as the bridge sent it to Discourse).
+        #[arg(long, value_name = "ID")]
+        external_id: String,
+    },
+    /// Push a user's mapped payload to Discourse (POST /admin/users/sync_sso), so profile and
+    /// group changes apply without waiting for a login. Needs the admin API key.
+    Sync {
+        /// JSON file with the user's claims, as for `explain`.
+        #[arg(long, value_name = "CLAIMS.json")]
+        claims: PathBuf,
+    },
     /// Ask a running bridge's /healthz (for container health checks; no curl needed).
     Healthcheck {
         /// URL to probe; defaults to /healthz on the configured listen port at 127.0.0.1.
@@ -56,6 +80,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => with_runtime(serve(cli.config)),
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
         Command::Healthcheck { url } => with_runtime(healthcheck(cli.config, url)),
+        Command::Explain { claims, json } => explain(cli.config, &claims, json),
+        Command::Logout { external_id } => with_runtime(logout(cli.config, external_id)),
+        Command::Sync { claims } => with_runtime(sync(cli.config, &claims)),
     }
 }
 
@@ -81,6 +108,182 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Loads the configuration or reports every problem (exit 2).
+fn load_or_report(path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        write_err(&format!("invalid configuration:\n{errors}\n"));
+        ExitCode::from(2)
+    })
+}
+
+fn read_claims(
+    path: &std::path::Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        write_err(&format!("cannot read {}: {e}\n", path.display()));
+        ExitCode::from(2)
+    })?;
+    match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(claims)) => Ok(claims),
+        Ok(_) => {
+            write_err(&format!(
+                "{}: claims must be a JSON object\n",
+                path.display()
+            ));
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            write_err(&format!("{}: not JSON: {e}\n", path.display()));
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn compile_mapper(config: &config::Config) -> Result<crate::mapping::Mapper, ExitCode> {
+    crate::mapping::Mapper::compile(&config.mapping, &config.groups, &config.access).map_err(
+        |problems| {
+            for problem in problems {
+                write_err(&format!("error: {problem}\n"));
+            }
+            ExitCode::from(2)
+        },
+    )
+}
+
+fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
+    let run = || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let mapper = compile_mapper(&config)?;
+        let claims = read_claims(claims)?;
+        let outcome = mapper.map(&claims);
+        if json {
+            let report = crate::mapping::explain::Report::from(&outcome);
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => write_out(&format!("{text}\n")),
+                Err(e) => {
+                    write_err(&format!("cannot render the report: {e}\n"));
+                    return Err(ExitCode::FAILURE);
+                }
+            }
+        } else {
+            write_out(&crate::mapping::explain::render_text(&outcome));
+        }
+        Ok(if outcome.is_allowed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        })
+    };
+    run().unwrap_or_else(|code| code)
+}
+
+fn admin_api(config: &config::Config) -> Result<crate::discourse::api::DiscourseApi, ExitCode> {
+    let Some((key, username)) = config.discourse.admin_api() else {
+        write_err("discourse.api_key and discourse.api_username must be set for this command\n");
+        return Err(ExitCode::from(2));
+    };
+    let http = crate::app::http_client(config.oidc.http_timeout).map_err(|e| {
+        write_err(&format!("cannot build the HTTP client: {e}\n"));
+        ExitCode::FAILURE
+    })?;
+    Ok(crate::discourse::api::DiscourseApi::new(
+        http,
+        config.discourse.url.clone(),
+        key.clone(),
+        username.to_owned(),
+    ))
+}
+
+async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
+    use crate::relay::{JobOutcome, Relay, RelaySettings};
+    use crate::store::{LogoutStore, RedbStore, RelayJob, RelayReason};
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let api = admin_api(&config)?;
+        let store: std::sync::Arc<dyn LogoutStore> =
+            std::sync::Arc::new(RedbStore::open(&config.store.path).map_err(|e| {
+                write_err(&format!("cannot open the store: {e}\n"));
+                ExitCode::FAILURE
+            })?);
+        let now = chrono::Utc::now();
+        let job = RelayJob::new(external_id.clone(), RelayReason::AdminCommand, now);
+        let id = store.enqueue(&job).map_err(|e| {
+            write_err(&format!("cannot queue the log-out: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let relay = Relay::new(store, api, RelaySettings::from_config(&config.logout));
+        let outcomes = relay.run_due(now).await.map_err(|e| {
+            write_err(&format!("store error: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        match outcomes
+            .into_iter()
+            .find(|(job, _)| *job == id)
+            .map(|(_, o)| o)
+        {
+            Some(JobOutcome::LoggedOut { user_id }) => {
+                write_out(&format!(
+                    "logged out Discourse user {user_id} ({external_id})\n"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(JobOutcome::NoSuchUser) => {
+                write_out(&format!(
+                    "no Discourse user has external_id {external_id}\n"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(JobOutcome::Retrying { next_attempt_at }) => {
+                write_out(&format!(
+                    "Discourse is unavailable; the log-out is queued and the running bridge \
+                     retries it (next attempt {next_attempt_at})\n"
+                ));
+                Ok(ExitCode::from(75))
+            }
+            Some(JobOutcome::GivenUp) => {
+                write_err("Discourse refused the log-out (check the API key and username)\n");
+                Ok(ExitCode::FAILURE)
+            }
+            None => {
+                write_out("queued; the running bridge delivers it\n");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
+async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let api = admin_api(&config)?;
+        let mapper = compile_mapper(&config)?;
+        let claims = read_claims(claims)?;
+        let payload = match mapper.map(&claims) {
+            crate::mapping::Outcome::Allowed(mapped) => mapped.payload,
+            denied @ crate::mapping::Outcome::Denied(_) => {
+                write_out(&crate::mapping::explain::render_text(&denied));
+                return Ok(ExitCode::from(3));
+            }
+        };
+        let secret = crate::discourse::connect::ConnectSecret::new(
+            secrecy::ExposeSecret::expose_secret(&config.discourse.connect_secret),
+        );
+        let signed = payload.sign(&secret);
+        match api.sync_sso(&signed.sso, &signed.sig).await {
+            Ok(user_id) => {
+                write_out(&format!("synced Discourse user {user_id}\n"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                write_err(&format!("sync_sso failed: {e}\n"));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    };
+    run().await.unwrap_or_else(|code| code)
 }
 
 async fn serve(path: Option<PathBuf>) -> ExitCode {

@@ -26,6 +26,9 @@ pub enum AppError {
     /// The login took longer than `session.login_timeout`.
     #[error("login started more than the allowed time ago")]
     LoginExpired,
+    /// The IdP's return from RP-initiated logout carries no or the wrong `state`.
+    #[error("logout return without the state this browser was sent with")]
+    LogoutStateMismatch,
     /// The callback request itself is malformed (no code, no state, ...).
     #[error("malformed callback: {0}")]
     BadCallback(&'static str),
@@ -78,6 +81,7 @@ impl AppError {
             | AppError::ForeignReturnUrl
             | AppError::UnknownLoginState
             | AppError::LoginExpired
+            | AppError::LogoutStateMismatch
             | AppError::BadCallback(_) => StatusCode::BAD_REQUEST,
             AppError::IdpRefused { .. } | AppError::Denied { .. } => StatusCode::FORBIDDEN,
             AppError::IdpUnavailable(_) | AppError::IdpInvalid(_) => StatusCode::BAD_GATEWAY,
@@ -94,6 +98,7 @@ impl AppError {
             AppError::ForeignReturnUrl => "foreign_return_url",
             AppError::UnknownLoginState => "unknown_state",
             AppError::LoginExpired => "login_expired",
+            AppError::LogoutStateMismatch => "logout_state_mismatch",
             AppError::BadCallback(_) => "malformed_callback",
             AppError::IdpRefused { .. } => "idp_refused",
             AppError::Denied { .. } => "denied",
@@ -131,6 +136,13 @@ impl AppError {
                 "Login expired",
                 "The login took too long and has expired. Please go back to the forum and log \
                  in again."
+                    .to_owned(),
+                None,
+            ),
+            AppError::LogoutStateMismatch => (
+                "Logout could not be confirmed",
+                "This logout confirmation does not belong to a logout started in this browser. \
+                 You may already be logged out; go back to the forum to check."
                     .to_owned(),
                 None,
             ),

@@ -118,9 +118,7 @@ pub fn store(cookies: &Cookies, key: &Key, policy: &CookiePolicy, login: &LoginI
     let Ok(value) = serde_json::to_string(login) else {
         return;
     };
-    let max_age = tower_cookies::cookie::time::Duration::seconds(
-        i64::try_from(policy.max_age.as_secs()).unwrap_or(i64::MAX),
-    );
+    let max_age = cookie_max_age(policy.max_age);
     let cookie = Cookie::build((LoginInFlight::cookie_name(&login.state), value))
         .http_only(true)
         .secure(policy.secure)
@@ -147,6 +145,75 @@ pub fn take(cookies: &Cookies, key: &Key, state: &str) -> Option<LoginInFlight> 
 
 fn removal_cookie(name: String) -> Cookie<'static> {
     Cookie::build((name, "")).path(COOKIE_PATH).build()
+}
+
+/// Name of the bridge session cookie: a random id naming the server-side session record (ID
+/// token for `id_token_hint`); the token itself never goes into a cookie.
+pub const SESSION_COOKIE: &str = "bridge_session";
+
+/// Constant-time string comparison for secrets echoed back by browsers or IdPs.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn cookie_max_age(max_age: Duration) -> tower_cookies::cookie::time::Duration {
+    tower_cookies::cookie::time::Duration::seconds(
+        i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+    )
+}
+
+/// Sets the bridge session cookie (site-wide path, so `/logout` receives it).
+pub fn store_session_id(cookies: &Cookies, key: &Key, secure: bool, id: &str, max_age: Duration) {
+    let cookie = Cookie::build((SESSION_COOKIE, id.to_owned()))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie_max_age(max_age))
+        .build();
+    cookies.private(key).add(cookie);
+}
+
+/// Takes the bridge session id out of the browser (the cookie is removed).
+pub fn take_session_id(cookies: &Cookies, key: &Key) -> Option<String> {
+    let id = cookies
+        .private(key)
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned());
+    if cookies.get(SESSION_COOKIE).is_some() {
+        cookies.remove(Cookie::build((SESSION_COOKIE, "")).path("/").build());
+    }
+    id
+}
+
+/// Path of the RP-initiated logout return.
+const LOGGED_OUT_PATH: &str = "/logged-out";
+
+/// Remembers the `state` sent with an RP-initiated logout until the IdP sends the browser back.
+pub fn store_logout_state(
+    cookies: &Cookies,
+    key: &Key,
+    policy: &CookiePolicy,
+    name: &'static str,
+    state: &str,
+) {
+    let cookie = Cookie::build((name, state.to_owned()))
+        .http_only(true)
+        .secure(policy.secure)
+        .same_site(SameSite::Lax)
+        .path(LOGGED_OUT_PATH)
+        .max_age(cookie_max_age(policy.max_age))
+        .build();
+    cookies.private(key).add(cookie);
+}
+
+/// Takes the logout `state` out of the browser (the cookie is removed).
+pub fn take_logout_state(cookies: &Cookies, key: &Key, name: &'static str) -> Option<String> {
+    let state = cookies.private(key).get(name).map(|c| c.value().to_owned());
+    if cookies.get(name).is_some() {
+        cookies.remove(Cookie::build((name, "")).path(LOGGED_OUT_PATH).build());
+    }
+    state
 }
 
 /// States whose callback has been handled, remembered until their cookie could no longer be

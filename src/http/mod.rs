@@ -2,7 +2,9 @@
 //! security headers, limits) and the small health endpoints. Handlers live in submodules and
 //! stay thin: extract, call the protocol core, map the result.
 
+pub mod client_ip;
 pub mod login;
+pub mod logout;
 pub mod middleware;
 
 use std::time::Duration;
@@ -11,8 +13,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
 use tower_cookies::CookieManagerLayer;
+use tower_governor::GovernorError;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::KeyExtractor;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -23,9 +31,21 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let timeout = limits.request_timeout;
     let max_body = limits.max_body_bytes;
+    let login_routes = rate_limited(
+        Router::new()
+            .route("/sso", get(login::start))
+            .route("/callback", get(login::callback)),
+        limits.login_per_minute,
+    );
+    let backchannel_routes = rate_limited(
+        Router::new().route("/backchannel-logout", post(logout::backchannel)),
+        limits.backchannel_per_minute,
+    );
     Router::new()
-        .route("/sso", get(login::start))
-        .route("/callback", get(login::callback))
+        .merge(login_routes)
+        .merge(backchannel_routes)
+        .route("/logout", get(logout::start))
+        .route("/logged-out", get(logout::finished))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -44,8 +64,55 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_secs(1)),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::client_ip,
+        ))
         .layer(axum::middleware::from_fn(middleware::trace_request))
         .with_state(state)
+}
+
+/// Rate-limit key: the resolved client address (see [`client_ip`]).
+#[derive(Debug, Clone, Copy)]
+struct ClientIpKey;
+
+impl KeyExtractor for ClientIpKey {
+    type Key = std::net::IpAddr;
+
+    fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<Self::Key, GovernorError> {
+        request
+            .extensions()
+            .get::<client_ip::ClientIp>()
+            .map(|ip| ip.0)
+            .ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// Limits `routes` to `per_minute` requests per client, refilled evenly, with a minute's burst.
+/// Over the limit the client gets 429 with `Retry-After`.
+fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
+    let per_minute = per_minute.max(1);
+    let period =
+        Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1));
+    let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIpKey);
+    builder.period(period).burst_size(per_minute);
+    // Only a zero period or burst makes `finish` fail, which the clamps above rule out.
+    let Some(config) = builder.finish() else {
+        tracing::error!("rate limit configuration rejected; serving without a limit");
+        return routes;
+    };
+    let config = Arc::new(config);
+    let limiter = config.limiter().clone();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.retain_recent();
+            }
+        });
+    }
+    routes.route_layer(GovernorLayer::new(config))
 }
 
 /// Liveness: the process is up and serving.

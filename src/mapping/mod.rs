@@ -1,107 +1,776 @@
-//! Claim mapping: turns verified OpenID Connect claims into a DiscourseConnect payload through
-//! the operator's `[mapping]`, `[groups]` and `[access]` rules. Pure: no I/O, no clock.
+//! Claim mapping: turns verified OpenID Connect claims (the merged ID-token + userinfo claims,
+//! OpenID Connect Core §5) into a DiscourseConnect payload through the operator's `[mapping]`,
+//! `[groups]` and `[access]` rules, or into a refusal that names the rule. Pure: no I/O, no
+//! clock. `docs/mapping.md` describes the pipeline for operators.
+//!
+//! The stages, in order: `external_id`, email and its verification policy, username, profile
+//! and custom fields, groups and roles, access rules. Every stage records which config key
+//! produced each output in a [`TraceEntry`], which is what `explain` prints.
 
-use serde::{Deserialize, Serialize};
+pub mod access;
+pub mod claims;
+pub mod explain;
+pub mod fields;
+pub mod groups;
+pub mod source;
+pub mod username;
+
+use minijinja::Environment;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use access::AccessConfig;
+pub use fields::{EmailVerified, MappingConfig};
+pub use groups::{
+    CaseMode, GroupMode, GroupRule, GroupsConfig, OneOrMany, PathMode, UnknownGroups, Unmatched,
+};
+pub use source::{Single, Source};
 
 use crate::config::ConfigProblem;
+use crate::discourse::connect::{Field, Payload};
+use access::{CompiledAccess, Subject};
+use fields::{CompiledFields, pick, validate_email, validate_external_id};
+use groups::{CompiledGroups, GroupsOutcome};
 
-/// `[mapping]` as written by the operator.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingConfig {}
+/// One decision of the mapping: which output it concerns, what was produced, and the config
+/// key responsible. `explain` prints these; they never contain secrets, only claim values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceEntry {
+    /// Payload key (`email`, `custom.department`, `add_groups`), `idp_group` (what became of
+    /// one IdP group), `groups` (the state of the group claims) or `access` (one access rule).
+    pub output: String,
+    /// The value produced, or `None` when nothing was sent.
+    pub value: Option<String>,
+    /// The dotted config key that decided, e.g. `mapping.name[1]` or `groups.rules[0]`.
+    pub rule: String,
+    /// How the value came about, in words.
+    pub note: String,
+}
 
-/// `[groups]` as written by the operator.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupsConfig {}
+impl TraceEntry {
+    pub(crate) fn new(
+        output: impl Into<String>,
+        value: Option<String>,
+        rule: impl Into<String>,
+        note: impl Into<String>,
+    ) -> Self {
+        Self {
+            output: output.into(),
+            value,
+            rule: rule.into(),
+            note: note.into(),
+        }
+    }
+}
 
-/// `[access]` as written by the operator.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessConfig {}
+/// A login the rules allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    /// Everything to send except `nonce` (and `return_sso_url`), which the login flow adds.
+    pub payload: Payload,
+    /// Which rule produced each output.
+    pub trace: Vec<TraceEntry>,
+    /// Group names that were not sent, with the reason (invalid name, no matching rule...).
+    pub dropped_groups: Vec<(String, String)>,
+}
 
-/// The compiled mapping rules.
+/// A login the rules refuse. Nothing is sent to Discourse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The config key that refused, e.g. `access.allowed_groups` or `mapping.email_verified`.
+    pub rule: String,
+    /// Why, in words safe to show the user (no claim values).
+    pub message: String,
+    /// Whom to ask, from `access.contact`.
+    pub contact: Option<String>,
+    /// The full trace, for `explain` and logs; not for the user.
+    pub trace: Vec<TraceEntry>,
+    /// Group names that were not usable, with the reason.
+    pub dropped_groups: Vec<(String, String)>,
+}
+
+/// The result of mapping one login's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed(Mapped),
+    Denied(Denial),
+}
+
+impl Outcome {
+    /// Whether the login may proceed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Outcome::Allowed(_))
+    }
+
+    /// The trace, whichever the outcome.
+    pub fn trace(&self) -> &[TraceEntry] {
+        match self {
+            Outcome::Allowed(mapped) => &mapped.trace,
+            Outcome::Denied(denial) => &denial.trace,
+        }
+    }
+}
+
+/// The compiled mapping rules: build once per config (re)load, then call [`Mapper::map`] per
+/// login. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Mapper {
+    env: Environment<'static>,
+    fields: CompiledFields,
+    groups: CompiledGroups,
+    access: CompiledAccess,
     warnings: Vec<String>,
 }
 
 impl Mapper {
     /// Compiles the three sections, reporting every problem at once.
     pub fn compile(
-        _mapping: &MappingConfig,
-        _groups: &GroupsConfig,
-        _access: &AccessConfig,
+        mapping: &MappingConfig,
+        groups: &GroupsConfig,
+        access: &AccessConfig,
     ) -> Result<Mapper, Vec<ConfigProblem>> {
-        Ok(Mapper {
-            warnings: Vec::new(),
-        })
+        let mut env = source::new_environment();
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let fields = CompiledFields::compile(mapping, &mut env, &mut problems, &mut warnings);
+        let groups =
+            CompiledGroups::compile(groups, mapping.name_rules(), &mut problems, &mut warnings);
+        let access = CompiledAccess::compile(access, &groups, &mut problems, &mut warnings);
+        if problems.is_empty() {
+            Ok(Mapper {
+                env,
+                fields,
+                groups,
+                access,
+                warnings,
+            })
+        } else {
+            Err(problems)
+        }
     }
 
-    /// Things that are allowed but probably wrong (e.g. `external_id` from a mutable claim).
+    /// Things that are allowed but probably wrong (e.g. `external_id` from a mutable claim),
+    /// each as `key: explanation`.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
-}
 
-/// Interim built-in mapping (replaced by the mapping engine when it lands).
-#[derive(Debug)]
-pub enum Outcome {
-    Allowed(Mapped),
-    Denied(Denial),
-}
-
-/// A mapped user.
-#[derive(Debug)]
-pub struct Mapped {
-    pub payload: crate::discourse::connect::Payload,
-}
-
-/// A refusal.
-#[derive(Debug)]
-pub struct Denial {
-    pub rule: String,
-    pub message: String,
-    pub contact: Option<String>,
-}
-
-impl Mapper {
-    /// Interim: sub, verified email, preferred_username, name, picture.
-    pub fn map(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Outcome {
-        use crate::discourse::connect::{Field, Payload};
-        let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    /// Maps one login's merged claims.
+    pub fn map(&self, claims: &Map<String, Value>) -> Outcome {
+        let mut trace = Vec::new();
+        let mut dropped = Vec::new();
         let mut payload = Payload::new();
-        let Some(sub) = text("sub") else {
-            return Outcome::Denied(Denial {
-                rule: "mapping.external_id".into(),
-                message: "no sub".into(),
-                contact: None,
+        let mut refusals: Vec<(String, String)> = Vec::new();
+        let f = &self.fields;
+
+        match pick(
+            "external_id",
+            "mapping.external_id",
+            &f.external_id,
+            &self.env,
+            claims,
+            &mut trace,
+            validate_external_id,
+        ) {
+            Some(picked) => {
+                payload.set(Field::ExternalId, picked.value);
+            }
+            None => refusals.push((
+                "mapping.external_id".to_owned(),
+                "The identity provider did not send a usable account identifier, so you cannot \
+                 be logged in."
+                    .to_owned(),
+            )),
+        }
+
+        let email = self.map_email(claims, &mut payload, &mut trace, &mut refusals);
+
+        let username_rules = f.names;
+        if let Some(picked) = pick(
+            "username",
+            "mapping.username",
+            &f.username,
+            &self.env,
+            claims,
+            &mut trace,
+            |raw| match username_rules.clean_username(raw) {
+                Some(clean) if clean == raw => Ok((clean, None)),
+                Some(clean) => Ok((clean, Some(format!("cleaned from `{raw}`")))),
+                None => Err("has nothing Discourse accepts in a username".to_owned()),
+            },
+        ) {
+            payload.set(Field::Username, picked.value);
+        } else if !f.username.is_empty() {
+            trace.push(TraceEntry::new(
+                "username",
+                None,
+                "mapping.username",
+                "Discourse will suggest a username from the name or email",
+            ));
+        }
+
+        f.write_profile(&self.env, claims, &mut payload, &mut trace);
+
+        let groups = self.groups.evaluate(claims, &mut trace, &mut dropped);
+        if let GroupsOutcome::Refused { rule, message, .. } = &groups {
+            refusals.push((rule.clone(), message.clone()));
+        }
+        self.groups.apply(&groups, &mut payload, &mut trace);
+
+        let access_email = email
+            .as_ref()
+            .and_then(|e| (!e.synthetic).then_some((e.address.as_str(), e.verified_for_access)));
+        if let Some(refusal) = self.access.check(
+            &Subject {
+                claims,
+                email: access_email,
+                groups: &groups,
+            },
+            &mut trace,
+        ) {
+            refusals.push((refusal.rule, refusal.message));
+        }
+
+        match refusals.into_iter().next() {
+            None => Outcome::Allowed(Mapped {
+                payload,
+                trace,
+                dropped_groups: dropped,
+            }),
+            Some((rule, message)) => Outcome::Denied(Denial {
+                rule,
+                message,
+                contact: self.access.contact().map(str::to_owned),
+                trace,
+                dropped_groups: dropped,
+            }),
+        }
+    }
+
+    /// The email and the `email_verified` policy; records refusals for a missing or
+    /// unverified address.
+    fn map_email(
+        &self,
+        claims: &Map<String, Value>,
+        payload: &mut Payload,
+        trace: &mut Vec<TraceEntry>,
+        refusals: &mut Vec<(String, String)>,
+    ) -> Option<MappedEmail> {
+        let f = &self.fields;
+        if let Some(picked) = pick(
+            "email",
+            "mapping.email",
+            &f.email,
+            &self.env,
+            claims,
+            trace,
+            validate_email,
+        ) {
+            let (verified, note) = f.email_verified(claims);
+            let verified_for_access = match f.email_policy {
+                EmailVerified::Trust => {
+                    trace.push(TraceEntry::new(
+                        "require_activation",
+                        None,
+                        "mapping.email_verified",
+                        format!("{note}; policy \"trust\" sends the email as verified"),
+                    ));
+                    true
+                }
+                _ if verified => {
+                    trace.push(TraceEntry::new(
+                        "require_activation",
+                        None,
+                        "mapping.email_verified_claim",
+                        format!("{note}; the email is sent as verified"),
+                    ));
+                    true
+                }
+                EmailVerified::Activate => {
+                    payload.set_bool(Field::RequireActivation, true);
+                    trace.push(TraceEntry::new(
+                        "require_activation",
+                        Some("true".to_owned()),
+                        "mapping.email_verified",
+                        format!(
+                            "{note}; policy \"activate\": Discourse mails an activation link and \
+                             does not link the login to an existing account by email"
+                        ),
+                    ));
+                    false
+                }
+                EmailVerified::Require => {
+                    trace.push(TraceEntry::new(
+                        "require_activation",
+                        None,
+                        "mapping.email_verified",
+                        format!("{note}; policy \"require\" refuses the login"),
+                    ));
+                    refusals.push((
+                        "mapping.email_verified".to_owned(),
+                        "Your email address is not verified at the identity provider. Verify it \
+                         there, then log in again."
+                            .to_owned(),
+                    ));
+                    false
+                }
+            };
+            payload.set(Field::Email, picked.value.clone());
+            return Some(MappedEmail {
+                address: picked.value,
+                verified_for_access,
+                synthetic: false,
             });
-        };
-        payload.set(Field::ExternalId, sub);
-        let verified = matches!(
-            claims.get("email_verified"),
-            Some(serde_json::Value::Bool(true))
-        ) || claims.get("email_verified").and_then(|v| v.as_str()) == Some("true");
-        if let Some(email) = text("email") {
-            if !verified {
-                return Outcome::Denied(Denial {
-                    rule: "mapping.email_verified".into(),
-                    message: "Your email address is not verified.".into(),
-                    contact: None,
-                });
-            }
-            payload.set(Field::Email, email);
         }
-        for (claim, field) in [
-            ("preferred_username", Field::Username),
-            ("name", Field::Name),
-            ("picture", Field::AvatarUrl),
+        if let Some(synthetic) = &f.synthetic_email
+            && let Some(picked) = pick(
+                "email",
+                "mapping.synthetic_email",
+                synthetic,
+                &self.env,
+                claims,
+                trace,
+                validate_email,
+            )
+        {
+            payload.set(Field::Email, picked.value.clone());
+            return Some(MappedEmail {
+                address: picked.value,
+                verified_for_access: false,
+                synthetic: true,
+            });
+        }
+        refusals.push((
+            "mapping.email".to_owned(),
+            "The identity provider did not share an email address for your account, and the \
+             forum needs one."
+                .to_owned(),
+        ));
+        None
+    }
+}
+
+/// The email that will be sent, and what the access rules may conclude from it.
+#[derive(Debug)]
+struct MappedEmail {
+    address: String,
+    /// Verified by the IdP (or trusted by policy), so its domain says something.
+    verified_for_access: bool,
+    /// Built by `mapping.synthetic_email`, so its domain is the operator's, not the user's.
+    synthetic: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn default_mapper() -> Mapper {
+        Mapper::compile(
+            &MappingConfig::default(),
+            &GroupsConfig::default(),
+            &AccessConfig::default(),
+        )
+        .unwrap()
+    }
+
+    fn allowed(outcome: Outcome) -> Mapped {
+        match outcome {
+            Outcome::Allowed(mapped) => mapped,
+            Outcome::Denied(denial) => panic!("unexpected denial: {denial:#?}"),
+        }
+    }
+
+    fn denied(outcome: Outcome) -> Denial {
+        match outcome {
+            Outcome::Denied(denial) => denial,
+            Outcome::Allowed(mapped) => panic!("unexpected success: {:#?}", mapped.payload),
+        }
+    }
+
+    /// The lead shares one `Mapper` between request handlers and swaps it on reload.
+    #[test]
+    fn mapper_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Mapper>();
+        assert_send_sync::<Outcome>();
+    }
+
+    #[test]
+    fn defaults_map_standard_claims() {
+        let mapped = allowed(default_mapper().map(&claims(json!({
+            "sub": "248289761001",
+            "email": "jane@example.com",
+            "email_verified": true,
+            "preferred_username": "Jane Doe",
+            "given_name": "Jane",
+            "family_name": "Doe",
+            "picture": "https://example.com/jane.png"
+        }))));
+        let pairs: Vec<(String, String)> = mapped
+            .payload
+            .pairs()
+            .map(|(k, v)| (k.into_owned(), v.to_owned()))
+            .collect();
+        let expected = [
+            ("avatar_url", "https://example.com/jane.png"),
+            ("email", "jane@example.com"),
+            ("external_id", "248289761001"),
+            ("name", "Jane Doe"),
+            ("username", "Jane_Doe"),
+        ];
+        assert_eq!(
+            pairs,
+            expected
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        );
+        let name = mapped.trace.iter().find(|t| t.output == "name").unwrap();
+        assert_eq!(name.rule, "mapping.name[1]");
+    }
+
+    #[test]
+    fn missing_or_banned_external_id_is_denied() {
+        let mapper = default_mapper();
+        for sub in [
+            json!(null),
+            json!(""),
+            json!("NULL"),
+            json!("nil"),
+            json!(["a", "b"]),
         ] {
-            if let Some(v) = text(claim) {
-                payload.set(field, v);
-            }
+            let denial = denied(mapper.map(&claims(json!({
+                "sub": sub,
+                "email": "jane@example.com",
+                "email_verified": true
+            }))));
+            assert_eq!(denial.rule, "mapping.external_id", "{sub}");
         }
-        Outcome::Allowed(Mapped { payload })
+    }
+
+    #[test]
+    fn email_verified_policies() {
+        // Expected: Ok(require_activation value) when allowed, Err(rule) when denied.
+        type Expected = Result<Option<&'static str>, &'static str>;
+        let cases: &[(EmailVerified, Value, Expected)] = &[
+            (EmailVerified::Require, json!(true), Ok(None)),
+            (EmailVerified::Require, json!("true"), Ok(None)),
+            (
+                EmailVerified::Require,
+                json!(false),
+                Err("mapping.email_verified"),
+            ),
+            (
+                EmailVerified::Require,
+                json!("false"),
+                Err("mapping.email_verified"),
+            ),
+            (
+                EmailVerified::Require,
+                json!(null),
+                Err("mapping.email_verified"),
+            ),
+            (
+                EmailVerified::Require,
+                json!("yes"),
+                Err("mapping.email_verified"),
+            ),
+            (EmailVerified::Activate, json!(true), Ok(None)),
+            (EmailVerified::Activate, json!(false), Ok(Some("true"))),
+            (EmailVerified::Activate, json!("FALSE"), Ok(Some("true"))),
+            (EmailVerified::Trust, json!(false), Ok(None)),
+        ];
+        for (policy, verified, expected) in cases {
+            let mapper = Mapper::compile(
+                &MappingConfig {
+                    email_verified: *policy,
+                    ..MappingConfig::default()
+                },
+                &GroupsConfig::default(),
+                &AccessConfig::default(),
+            )
+            .unwrap();
+            let outcome = mapper.map(&claims(json!({
+                "sub": "1",
+                "email": "jane@example.com",
+                "email_verified": verified
+            })));
+            let got = match &outcome {
+                Outcome::Allowed(m) => Ok(m.payload.get(Field::RequireActivation)),
+                Outcome::Denied(d) => Err(d.rule.as_str()),
+            };
+            assert_eq!(got, *expected, "{policy:?} {verified}");
+        }
+    }
+
+    #[test]
+    fn absent_verification_claim_follows_config() {
+        let mapper = Mapper::compile(
+            &MappingConfig {
+                email_verified_when_absent: true,
+                ..MappingConfig::default()
+            },
+            &GroupsConfig::default(),
+            &AccessConfig::default(),
+        )
+        .unwrap();
+        assert!(mapper.warnings()[0].starts_with("mapping.email_verified_when_absent"));
+        let outcome = mapper.map(&claims(json!({"sub": "1", "email": "a@example.com"})));
+        assert!(outcome.is_allowed());
+    }
+
+    #[test]
+    fn missing_email_is_denied_unless_synthetic() {
+        let claims = claims(json!({"sub": "u-17", "preferred_username": "bob"}));
+        assert_eq!(denied(default_mapper().map(&claims)).rule, "mapping.email");
+        let mapper = Mapper::compile(
+            &MappingConfig {
+                synthetic_email: Some("{{ sub }}@users.forum.invalid".to_owned()),
+                ..MappingConfig::default()
+            },
+            &GroupsConfig::default(),
+            &AccessConfig::default(),
+        )
+        .unwrap();
+        let mapped = allowed(mapper.map(&claims));
+        assert_eq!(
+            mapped.payload.get(Field::Email),
+            Some("u-17@users.forum.invalid")
+        );
+        assert_eq!(mapped.payload.get(Field::RequireActivation), None);
+    }
+
+    #[test]
+    fn username_falls_back_and_is_cleaned() {
+        let mapper = default_mapper();
+        let base = json!({"sub": "1", "email": "x.y@example.com", "email_verified": true});
+        let cases = [
+            (
+                json!({"preferred_username": "Ünïcödé Üser"}),
+                Some("Unicode_User"),
+            ),
+            (
+                json!({"preferred_username": "Иван", "nickname": "ivan"}),
+                Some("ivan"),
+            ),
+            (json!({"preferred_username": "a"}), Some("a11")),
+            (json!({}), Some("x.y")),
+        ];
+        for (extra, expected) in cases {
+            let mut input = claims(base.clone());
+            input.extend(claims(extra.clone()));
+            let mapped = allowed(mapper.map(&input));
+            assert_eq!(mapped.payload.get(Field::Username), expected, "{extra}");
+        }
+        let mut unusable =
+            claims(json!({"sub": "1", "email": "日本@example.com", "email_verified": true}));
+        unusable.insert("preferred_username".to_owned(), json!("日本"));
+        let mapped = allowed(mapper.map(&unusable));
+        assert_eq!(mapped.payload.get(Field::Username), None);
+    }
+
+    #[test]
+    fn profile_fields_only_when_claims_exist() {
+        let config = MappingConfig {
+            website: Source::claim("website"),
+            bio: Source::claim("profile.bio"),
+            locale: Source::claim("locale"),
+            suppress_welcome_message: Source::One(Single::Value("true".to_owned())),
+            locale_force_update: Source::claim("force_locale"),
+            custom: [
+                ("department".to_owned(), Source::claim("department")),
+                ("user_field_1".to_owned(), Source::claim("employee_id")),
+            ]
+            .into(),
+            ..MappingConfig::default()
+        };
+        let mapper =
+            Mapper::compile(&config, &GroupsConfig::default(), &AccessConfig::default()).unwrap();
+        let mapped = allowed(mapper.map(&claims(json!({
+            "sub": "1",
+            "email": "a@example.com",
+            "email_verified": true,
+            "website": "not a url",
+            "locale": "pt-BR",
+            "force_locale": "yes",
+            "department": "Sales",
+        }))));
+        let p = &mapped.payload;
+        assert_eq!(p.get(Field::Website), None);
+        assert_eq!(p.get(Field::Bio), None);
+        assert_eq!(p.get(Field::Locale), Some("pt_BR"));
+        assert_eq!(p.get(Field::LocaleForceUpdate), None);
+        assert_eq!(p.get(Field::SuppressWelcomeMessage), Some("true"));
+        assert_eq!(p.custom("department"), Some("Sales"));
+        assert_eq!(p.custom("user_field_1"), None);
+        // The avatar default claim `picture` is absent, so no avatar_url either.
+        assert_eq!(p.get(Field::AvatarUrl), None);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mapping = MappingConfig {
+            external_id: Source::One(Single::Value("x".to_owned())),
+            name: Source::One(Single::Template("{{ given_name ".to_owned())),
+            suppress_welcome_message: Source::One(Single::Value("maybe".to_owned())),
+            username_max_length: 80,
+            ..MappingConfig::default()
+        };
+        let groups = GroupsConfig {
+            rules: vec![GroupRule {
+                pattern: Some("(".to_owned()),
+                to: Some(OneOrMany::One("x_y".to_owned())),
+                ..GroupRule::default()
+            }],
+            ..GroupsConfig::default()
+        };
+        let access = AccessConfig {
+            hosted_domains: vec!["not a domain".to_owned()],
+            ..AccessConfig::default()
+        };
+        let problems = Mapper::compile(&mapping, &groups, &access).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "mapping.external_id",
+                "mapping.username_max_length",
+                "mapping.name",
+                "mapping.suppress_welcome_message",
+                "groups.rules[0].pattern",
+                "access.hosted_domains[0]"
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[2].message.starts_with("template error"));
+    }
+
+    #[test]
+    fn warns_about_risky_settings() {
+        let mapper = Mapper::compile(
+            &MappingConfig {
+                external_id: Source::claim("email"),
+                email_verified: EmailVerified::Trust,
+                ..MappingConfig::default()
+            },
+            &GroupsConfig {
+                unmatched: Unmatched::Keep,
+                mode: GroupMode::Full,
+                ..GroupsConfig::default()
+            },
+            &AccessConfig::default(),
+        )
+        .unwrap();
+        let keys: Vec<&str> = mapper
+            .warnings()
+            .iter()
+            .map(|w| w.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "mapping.external_id",
+                "mapping.email_verified",
+                "groups.mode"
+            ]
+        );
+        let mapper = Mapper::compile(
+            &MappingConfig::default(),
+            &GroupsConfig {
+                unmatched: Unmatched::Keep,
+                ..GroupsConfig::default()
+            },
+            &AccessConfig::default(),
+        )
+        .unwrap();
+        assert!(mapper.warnings()[0].starts_with("groups.managed"));
+    }
+
+    #[test]
+    fn denial_names_rule_and_contact() {
+        let mapper = Mapper::compile(
+            &MappingConfig::default(),
+            &GroupsConfig {
+                unmatched: Unmatched::Keep,
+                ..GroupsConfig::default()
+            },
+            &AccessConfig {
+                allowed_groups: vec!["forum".to_owned()],
+                contact: Some("it-help@example.com".to_owned()),
+                ..AccessConfig::default()
+            },
+        )
+        .unwrap();
+        let denial = denied(mapper.map(&claims(json!({
+            "sub": "1",
+            "email": "a@example.com",
+            "email_verified": true,
+            "groups": ["other"]
+        }))));
+        assert_eq!(denial.rule, "access.allowed_groups");
+        assert_eq!(denial.contact.as_deref(), Some("it-help@example.com"));
+        assert!(!denial.message.contains("other"));
+    }
+
+    /// The `[mapping]`, `[groups]` and `[access]` part of the example config parses and
+    /// compiles without problems.
+    #[test]
+    fn example_config_sections_compile() {
+        use figment::Figment;
+        use figment::providers::{Format, Toml};
+
+        #[derive(serde::Deserialize)]
+        struct Sections {
+            #[serde(default)]
+            mapping: MappingConfig,
+            #[serde(default)]
+            groups: GroupsConfig,
+            #[serde(default)]
+            access: AccessConfig,
+        }
+        let text = include_str!("../../config/bridge.example.toml");
+        let marker = text
+            .find("# Claim mapping")
+            .expect("the example config has the claim mapping marker");
+        let section = &text[marker..];
+        for header in ["[mapping]", "[groups]", "[access]"] {
+            assert!(section.contains(header), "{header} is documented");
+        }
+        let sections: Sections = Figment::from(Toml::string(section)).extract().unwrap();
+        if let Err(problems) =
+            Mapper::compile(&sections.mapping, &sections.groups, &sections.access)
+        {
+            panic!("{problems:#?}");
+        }
+
+        // Each commented IdP example, without its `#> ` prefix, parses and compiles too.
+        let mut examples = Vec::new();
+        for block in section.split("# === Example: ").skip(1) {
+            let (title, body) = block.split_once('\n').unwrap_or((block, ""));
+            let body = body.split("# === End ===").next().unwrap_or("");
+            let toml: String = body
+                .lines()
+                .filter_map(|line| line.strip_prefix("#>"))
+                .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+                .collect();
+            let sections: Sections = Figment::from(Toml::string(&toml))
+                .extract()
+                .unwrap_or_else(|e| panic!("example {title}: {e}"));
+            if let Err(problems) =
+                Mapper::compile(&sections.mapping, &sections.groups, &sections.access)
+            {
+                panic!("example {title}: {problems:#?}");
+            }
+            examples.push(title.trim_end_matches(" ===").to_owned());
+        }
+        assert_eq!(examples, ["Keycloak", "Google Workspace", "Entra ID"]);
     }
 }

@@ -4,4 +4,7 @@
 mod harness_selftest;
 mod interop_connect;
 mod login;
+mod logout;
+mod mapping;
+mod ops;
 mod support;

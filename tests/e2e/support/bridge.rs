@@ -37,6 +37,27 @@ impl TestBridge {
         extra_toml: &str,
         env: &[(&str, &str)],
     ) -> TestBridge {
+        Self::launch(idp, forum, extra_toml, env, false).await
+    }
+
+    /// Like `start`, but the configuration is a real file (`config_path()`), so the running
+    /// bridge can reload it.
+    pub async fn start_from_file(idp: &TestIdp, forum: &TestForum, extra_toml: &str) -> TestBridge {
+        Self::launch(idp, forum, extra_toml, &[], true).await
+    }
+
+    /// The configuration file of a bridge started with `start_from_file`.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.store_dir.path().join("bridge.toml")
+    }
+
+    async fn launch(
+        idp: &TestIdp,
+        forum: &TestForum,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        from_file: bool,
+    ) -> TestBridge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
@@ -83,8 +104,14 @@ request_timeout = "10s"
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let config = config::load_from_str(&toml, env)
-            .unwrap_or_else(|e| panic!("test bridge config rejected:\n{e}\n{toml}"));
+        let config = if from_file {
+            let path = store_dir.path().join("bridge.toml");
+            std::fs::write(&path, &toml).unwrap();
+            config::load_from(Some(&path), env)
+        } else {
+            config::load_from_str(&toml, env)
+        }
+        .unwrap_or_else(|e| panic!("test bridge config rejected:\n{e}\n{toml}"));
         idp.set_client(
             &IdpClient::new(CLIENT_ID, CLIENT_SECRET, &format!("{base}/callback"))
                 .backchannel_logout_uri(&format!("{base}/backchannel-logout"))
