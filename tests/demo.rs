@@ -163,6 +163,17 @@ async fn answer_for(demo: &RunningDemo, client: &reqwest::Client, user: &str) ->
     to_forum
 }
 
+/// The value the forum page shows for a received field; `None` when it says "not sent".
+fn field(page: &str, key: &str) -> Option<String> {
+    let marker = format!("<tr><td><code>{key}</code></td><td>");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row for {key}"))
+        + marker.len();
+    let value = &page[start..start + page[start..].find("</td>").unwrap()];
+    (value != "<em>not sent</em>").then(|| value.to_owned())
+}
+
 async fn forum_page(demo: &RunningDemo, client: &reqwest::Client) -> String {
     let page = get(client, &format!("{}/", demo.urls.forum)).await;
     assert_eq!(page.status(), StatusCode::OK);
@@ -187,17 +198,25 @@ async fn a_login_ends_on_the_forum_page_showing_what_discourse_received() {
 
     let page = forum_page(&demo, &client).await;
     assert!(page.contains("Discourse received"), "{page}");
-    assert!(
-        page.contains("demo-0001-alice"),
-        "external_id is shown: {page}"
+    assert_eq!(
+        field(&page, "external_id").as_deref(),
+        Some("demo-0001-alice")
     );
-    assert!(page.contains("alice@example.com"), "email is shown: {page}");
-    assert!(page.contains("Alice Admin"), "name is shown: {page}");
-    assert!(page.contains("staff"), "groups are shown: {page}");
-    assert!(
-        page.contains("forum_admins") || page.contains("forum-admins"),
-        "{page}"
+    assert_eq!(field(&page, "email").as_deref(), Some("alice@example.com"));
+    assert_eq!(field(&page, "name").as_deref(), Some("Alice Admin"));
+    // The demo mapping: paths flattened, "staff" renamed, role rules, managed groups.
+    assert_eq!(
+        field(&page, "add_groups").as_deref(),
+        Some("forum_admins,moderation,staff_team")
     );
+    assert_eq!(
+        field(&page, "remove_groups").as_deref(),
+        Some("engineering")
+    );
+    assert_eq!(field(&page, "admin").as_deref(), Some("true"));
+    assert_eq!(field(&page, "moderator").as_deref(), Some("true"));
+    assert_eq!(field(&page, "require_activation"), None);
+    assert!(page.contains("the demo&#x27;s built-in mapping"), "{page}");
 
     // Discourse spends the nonce on first use: the same answer again is a 419.
     let replay = get(&client, &answer).await;
@@ -220,8 +239,16 @@ async fn the_answer_only_counts_in_the_browser_that_started_the_login() {
     let accepted = get(&client, &answer).await;
     assert_eq!(location(&accepted), "/");
     let page = forum_page(&demo, &client).await;
-    assert!(page.contains("demo-0002-bob"), "{page}");
-    assert!(page.contains("engineering"), "{page}");
+    assert_eq!(
+        field(&page, "external_id").as_deref(),
+        Some("demo-0002-bob")
+    );
+    assert_eq!(field(&page, "add_groups").as_deref(), Some("engineering"));
+    assert_eq!(
+        field(&page, "remove_groups").as_deref(),
+        Some("forum_admins,moderation,staff_team")
+    );
+    assert_eq!(field(&page, "admin").as_deref(), Some("false"));
 
     demo.stop().await;
 }
@@ -246,7 +273,10 @@ async fn a_tampered_answer_is_refused_with_422_and_spends_nothing() {
     let accepted = get(&client, &answer).await;
     assert_eq!(location(&accepted), "/");
     let page = forum_page(&demo, &client).await;
-    assert!(page.contains("demo-0004-dave"), "{page}");
+    assert_eq!(
+        field(&page, "external_id").as_deref(),
+        Some("demo-0004-dave")
+    );
 
     demo.stop().await;
 }
@@ -346,6 +376,62 @@ async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
 
     let userinfo = get(&client, &format!("{idp}/userinfo")).await;
     assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_config_file_its_mapping_sections_are_used_and_the_rest_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(
+        &file,
+        r#"
+# Sections other than the mapping's are ignored by the demo.
+[server]
+listen = "0.0.0.0:9"
+public_url = "https://login.example.com"
+
+[oidc]
+issuer = "https://idp.example.com"
+
+[mapping]
+email_verified = "activate"
+
+[groups]
+unmatched = "keep"
+
+[access]
+allowed_groups = ["engineering"]
+contact = "the forum team"
+"#,
+    )
+    .unwrap();
+    let demo = RunningDemo::start_with(Some(&file)).await;
+
+    // "activate": the unverified address is sent, with require_activation=true.
+    let client = browser();
+    let answer = answer_for(&demo, &client, "carol").await;
+    assert_eq!(location(&get(&client, &answer).await), "/");
+    let page = forum_page(&demo, &client).await;
+    assert_eq!(
+        field(&page, "external_id").as_deref(),
+        Some("demo-0003-carol")
+    );
+    assert_eq!(field(&page, "email").as_deref(), Some("carol@example.org"));
+    assert_eq!(field(&page, "require_activation").as_deref(), Some("true"));
+    assert_eq!(field(&page, "add_groups").as_deref(), Some("engineering"));
+    assert!(
+        page.contains("bridge.toml"),
+        "the page names the mapping's file"
+    );
+
+    // allowed_groups: someone in no group is refused by the bridge, and the forum gets nothing.
+    let other = browser();
+    let refused = login_at_idp(&demo, &other, ("user", "dave")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("the forum team"), "{page}");
 
     demo.stop().await;
 }

@@ -40,9 +40,33 @@ pub const DEVELOPMENT_ONLY: &str = "Development only: a local demo with made-up 
 /// The OAuth client id the demo's bridge is registered under at the demo IdP.
 pub const DEMO_CLIENT_ID: &str = "discourse-demo";
 
-/// The mapping the demo uses without `--config`: written in the same TOML an admin would put in
-/// the bridge's config file. Empty means the bridge's built-in defaults.
-const DEMO_MAPPING: &str = "";
+/// The mapping the demo uses without `--config`, in the TOML an admin would put in the bridge's
+/// config file. `[mapping]` and `[access]` keep their defaults (so an unverified email is
+/// refused); `[groups]` shows paths, a rename, role rules and managed groups on the sample users.
+const DEMO_MAPPING: &str = r#"
+[groups]
+sources = ["groups"]
+# Keycloak-style paths: "/staff/moderators" becomes "staff-moderators".
+paths = "flatten"
+# Groups no rename or rule mentions are sent under their own name ("engineering").
+unmatched = "keep"
+# The groups the IdP owns: a user no longer in one is removed from it.
+managed = ["staff_team", "moderation", "engineering", "forum_admins"]
+
+[groups.rename]
+# "staff" is one of Discourse's automatic groups and cannot be sent.
+staff = "staff_team"
+
+[[groups.rules]]
+group = "staff-moderators"
+to = "moderation"
+moderator = true
+
+[[groups.rules]]
+group = "forum-admins"
+to = "forum_admins"
+admin = true
+"#;
 
 /// Where the three servers listen. Port 0 picks a free port (used by the tests).
 #[derive(Debug, Clone, Copy)]
