@@ -6,15 +6,18 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits reuse the cached dependency layer.
+# Dependencies first, compiled against an empty crate, so source edits reuse this layer.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
- && echo '' > src/lib.rs \
- && cargo fetch --locked
+ && touch src/lib.rs \
+ && cargo build --release --locked --bin discourse-oidc-bridge \
+ && rm -rf src
 COPY src ./src
 COPY templates ./templates
-RUN cargo build --release --locked --bin discourse-oidc-bridge \
+# The same release build command CI runs (`cargo build --release --locked`).
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin discourse-oidc-bridge \
  && install -D target/release/discourse-oidc-bridge /out/discourse-oidc-bridge \
  && mkdir -p /out/data
 
