@@ -1,6 +1,7 @@
 //! End-to-end tests: the real bridge against real peers started by the harness.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod admin;
 mod binary;
 mod harness_selftest;
 mod interop_connect;
