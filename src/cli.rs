@@ -28,6 +28,7 @@ pub enum Command {
     Check,
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
+    /// With --config, only that file's [mapping], [groups] and [access] sections are used.
     Demo {
         /// Port of the demo forum page (the bridge and the IdP take the next two).
         #[arg(long, default_value_t = 8400)]
