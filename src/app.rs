@@ -56,7 +56,12 @@ pub struct AppState {
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// The IdP's discovery document and keys are loaded.
     pub discovery: bool,
+    /// The embedded store answers.
+    pub store: bool,
+    /// Logout relay jobs waiting for delivery (when the store answers).
+    pub relay_pending: Option<u64>,
     pub config_sha256: String,
 }
 
@@ -169,11 +174,17 @@ impl AppState {
     }
 
     /// The readiness report.
-    pub fn readiness(&self) -> Readiness {
+    pub async fn readiness(&self) -> Readiness {
         let discovery = self.provider.get().is_some();
+        let pending = store::blocking(&self.store, |s| s.pending_count()).await;
+        if let Ok(count) = pending {
+            metrics::gauge!("bridge_relay_pending_jobs").set(count as f64);
+        }
         Readiness {
-            ready: discovery,
+            ready: discovery && pending.is_ok(),
             discovery,
+            store: pending.is_ok(),
+            relay_pending: pending.ok(),
             config_sha256: self.active_config_sha256(),
         }
     }

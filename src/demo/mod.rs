@@ -281,7 +281,7 @@ impl Demo {
 async fn wait_for_discovery(state: &crate::app::AppState, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if state.readiness().ready {
+        if state.readiness().await.ready {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

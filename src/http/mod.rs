@@ -122,7 +122,7 @@ async fn healthz() -> &'static str {
 
 /// Readiness: discovery succeeded (and, when configured, the store is writable).
 async fn readyz(State(state): State<AppState>) -> Response {
-    let report = state.readiness();
+    let report = state.readiness().await;
     let status = if report.ready {
         StatusCode::OK
     } else {
