@@ -3,8 +3,7 @@
 //! DiscourseConnect and OpenID Connect Core §3.1 (authorization code flow with PKCE).
 
 use axum::extract::{Query, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use openidconnect::Nonce;
 use serde::Deserialize;
 use tower_cookies::Cookies;
@@ -13,22 +12,9 @@ use crate::app::AppState;
 use crate::discourse::connect::{Field, SsoRequest};
 use crate::error::AppError;
 use crate::flow::{self, LoginInFlight};
+use crate::http::found;
 use crate::mapping::Outcome;
 use crate::oidc::provider::{ProviderError, merge_claims};
-
-/// A 302 that no cache keeps (the URL holds one-time values).
-fn found(location: &str) -> Result<Response, AppError> {
-    let location = HeaderValue::from_str(location)
-        .map_err(|_| AppError::Internal("redirect target is not a valid header".into()))?;
-    Ok((
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-    )
-        .into_response())
-}
 
 /// True when `url` is exactly the forum's `/session/sso_login` (same scheme, host, port and
 /// path; no user info, query or fragment). Anything else would make the bridge an open redirect.

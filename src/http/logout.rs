@@ -17,6 +17,7 @@ use tower_cookies::Cookies;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::flow;
+use crate::http::found;
 use crate::oidc::logout_token::{self, LogoutTokenError, LogoutTokenRules};
 use crate::store::{self, RelayJob, RelayReason};
 
@@ -34,6 +35,15 @@ fn backchannel_answer(status: StatusCode, body: serde_json::Value) -> Response {
         axum::Json(body),
     )
         .into_response()
+}
+
+/// The store failed: 500, so the IdP may try again later (§2.8).
+fn store_unavailable(error: &store::StoreError) -> Response {
+    tracing::error!(error = %error, "store unavailable for back-channel logout");
+    backchannel_answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        serde_json::json!({ "error": "temporarily_unavailable" }),
+    )
 }
 
 fn invalid_request(description: &str) -> Response {
@@ -118,13 +128,7 @@ pub async fn backchannel(
             tracing::info!(jti = %logout.jti, "replayed logout token ignored");
             return backchannel_answer(StatusCode::OK, serde_json::json!({}));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "store unavailable for back-channel logout");
-            return backchannel_answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({ "error": "temporarily_unavailable" }),
-            );
-        }
+        Err(e) => return store_unavailable(&e),
     }
     let (iss, sub, sid) = (logout.iss.clone(), logout.sub.clone(), logout.sid.clone());
     let external_ids = match store::blocking(&state.store, move |s| {
@@ -133,13 +137,7 @@ pub async fn backchannel(
     .await
     {
         Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "store unavailable for back-channel logout");
-            return backchannel_answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({ "error": "temporarily_unavailable" }),
-            );
-        }
+        Err(e) => return store_unavailable(&e),
     };
     tracing::info!(
         sub = logout.sub.as_deref().unwrap_or(""),
@@ -152,11 +150,7 @@ pub async fn backchannel(
             for external_id in external_ids {
                 let job = RelayJob::new(external_id, RelayReason::BackchannelLogout, now);
                 if let Err(e) = relay.enqueue(job).await {
-                    tracing::error!(error = %e, "could not queue the Discourse log-out");
-                    return backchannel_answer(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        serde_json::json!({ "error": "temporarily_unavailable" }),
-                    );
+                    return store_unavailable(&e);
                 }
             }
         }
@@ -238,17 +232,7 @@ pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Re
         hint = session.is_some(),
         "logging out at the identity provider"
     );
-    let url = request.http_get_url();
-    let location = HeaderValue::from_str(url.as_str())
-        .map_err(|_| AppError::Internal("end-session URL is not a valid header".into()))?;
-    Ok((
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-    )
-        .into_response())
+    found(request.http_get_url().as_str())
 }
 
 /// The IdP's return from RP-initiated logout.

@@ -115,6 +115,24 @@ fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
     routes.route_layer(GovernorLayer::new(config))
 }
 
+/// A 302 that no cache keeps (the target URL holds one-time values).
+pub(crate) fn found(location: &str) -> Result<Response, crate::error::AppError> {
+    let location = axum::http::HeaderValue::from_str(location).map_err(|_| {
+        crate::error::AppError::Internal("redirect target is not a valid header".into())
+    })?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            ),
+        ],
+    )
+        .into_response())
+}
+
 /// Liveness: the process is up and serving.
 async fn healthz() -> &'static str {
     "ok\n"
