@@ -430,6 +430,18 @@ impl Application {
             }
         });
         let watcher = tokio::spawn(state.clone().watch_config());
+        let metrics_server = match state.config.server.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the metrics address {address}"))?;
+                let router = crate::http::metrics_router(state.clone());
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, router).await },
+                ))
+            }
+            None => None,
+        };
         let router = crate::http::router(state);
         let served = axum::serve(
             self.listener,
@@ -440,6 +452,9 @@ impl Application {
         discovery.abort();
         pruning.abort();
         watcher.abort();
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         let _ = stop_relay.send(true);
         if let Some(task) = relay_task {
             let _ = task.await;

@@ -41,14 +41,17 @@ pub fn router(state: AppState) -> Router {
         Router::new().route("/backchannel-logout", post(logout::backchannel)),
         limits.backchannel_per_minute,
     );
-    Router::new()
+    let mut router = Router::new();
+    if state.config.server.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .merge(login_routes)
         .merge(backchannel_routes)
         .route("/logout", get(logout::start))
         .route("/logged-out", get(logout::finished))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(CookieManagerLayer::new())
         .layer(axum::middleware::from_fn_with_state(
@@ -152,6 +155,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         axum::Json(report),
     )
         .into_response()
+}
+
+/// The router of the separate metrics listener (`[server] metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 /// Prometheus text exposition of the bridge's counters and histograms.

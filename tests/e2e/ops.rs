@@ -183,3 +183,31 @@ async fn logs_of_a_full_login_and_logout_hold_no_secret_or_token() {
         "a JWT (ID, access or logout token) appears in the logs"
     );
 }
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener() {
+    let idp = TestIdp::start(IdpOptions::default()).await;
+    let forum = TestForum::start(ForumOptions::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let env = [("BRIDGE_SERVER__METRICS_LISTEN", address.as_str())];
+    let bridge = TestBridge::start_with_env(&idp, &forum, "", &env).await;
+    let client = reqwest::Client::new();
+    let public = client.get(bridge.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "not on the public listener"
+    );
+    let private = client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), StatusCode::OK);
+    assert!(private.text().await.unwrap().contains("bridge_build_info"));
+}
