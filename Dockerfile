@@ -8,6 +8,8 @@ FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, compiled against an empty crate, so source edits reuse this layer.
 COPY Cargo.toml Cargo.lock ./
+# Declared bench targets must exist for Cargo to read the manifest (they are not built here).
+COPY benches ./benches
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
