@@ -203,7 +203,11 @@ async fn run() {
     ))
     .await;
     forum.set_connect_url(url::Url::parse(&format!("{base}/sso")).unwrap());
-    let store = tempfile::tempdir().unwrap();
+    // BENCH_STORE_DIR puts the store elsewhere (e.g. /dev/shm to see what fsync costs).
+    let store = match std::env::var_os("BENCH_STORE_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let bridge = Server(
         Command::new(env!("CARGO_BIN_EXE_discourse-oidc-bridge"))
             .arg("serve")
