@@ -75,7 +75,11 @@ fn write_err(text: &str) {
 }
 
 /// Runs the parsed command and returns the process exit code.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(mut cli: Cli) -> ExitCode {
+    // An empty BRIDGE_CONFIG means "no file": configure from the environment alone.
+    if cli.config.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        cli.config = None;
+    }
     match cli.command {
         Command::Check => check(cli.config),
         Command::Serve => with_runtime(serve(cli.config)),
@@ -104,6 +108,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     let result = config::load(path.as_deref());
     let (report, ok) = config::check_report(&result);
     write_out(&report);
+    if !report.ends_with('\n') {
+        write_out("\n");
+    }
     if ok {
         ExitCode::SUCCESS
     } else {

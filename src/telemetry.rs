@@ -13,9 +13,12 @@ pub fn init(format: LogFormat, level: &str) {
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = BoxMakeWriter::new(std::io::stderr);
+    // Colour only on a terminal: container logs and files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder

@@ -92,16 +92,22 @@ pub struct Provider {
 }
 
 fn classify_request_error<E: std::error::Error + 'static>(context: &str, err: E) -> ProviderError {
-    // openidconnect wraps transport errors; anything mentioning a request failure is retryable.
-    let text = format!("{context}: {err}");
-    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    // openidconnect wraps transport errors ("Request failed"); the whole source chain says why
+    // (DNS, refused, timeout, certificate), and a reqwest error anywhere in it is retryable.
+    let mut text = format!("{context}: {err}");
+    let mut transport = false;
+    let mut source = err.source();
     while let Some(e) = source {
-        if e.downcast_ref::<reqwest::Error>().is_some() {
-            return ProviderError::Unavailable(text);
-        }
+        transport |= e.downcast_ref::<reqwest::Error>().is_some();
+        text.push_str(": ");
+        text.push_str(&e.to_string());
         source = e.source();
     }
-    ProviderError::Invalid(text)
+    if transport {
+        ProviderError::Unavailable(text)
+    } else {
+        ProviderError::Invalid(text)
+    }
 }
 
 /// Records how long one request to the IdP took, by endpoint.
