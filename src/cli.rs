@@ -77,7 +77,11 @@ fn write_err(text: &str) {
 /// Runs the parsed command and returns the process exit code.
 pub fn run(mut cli: Cli) -> ExitCode {
     // An empty BRIDGE_CONFIG means "no file": configure from the environment alone.
-    if cli.config.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+    if cli
+        .config
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
         cli.config = None;
     }
     match cli.command {

@@ -55,7 +55,10 @@ async fn the_binary_runs_unprivileged_from_documented_environment_only() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
 
-    let binary = env!("CARGO_BIN_EXE_discourse-oidc-bridge");
+    // CI points this at the release binary the Dockerfile ships; locally the test build's.
+    let binary = std::env::var("BRIDGE_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_discourse-oidc-bridge").to_owned());
+    let binary = binary.as_str();
     let mut command = if is_root() {
         let mut c = Command::new("setpriv");
         c.args([
