@@ -36,8 +36,8 @@ pub struct AppState {
     pub cookie_policy: CookiePolicy,
     pub used_states: Arc<UsedStates>,
     pub pages: Arc<Pages>,
-    /// The active mapping; replaced as a whole on reload.
-    mapper: Arc<RwLock<Arc<Mapper>>>,
+    /// The active mapping and the file it came from; replaced as a whole on reload.
+    mapping: Arc<RwLock<Arc<ActiveMapping>>>,
     /// The forum's `/session/sso_login`, the only allowed `return_sso_url`.
     pub sso_login_url: url::Url,
     /// Durable store: login records, replayed `jti`s, relay jobs, bridge sessions.
@@ -46,10 +46,15 @@ pub struct AppState {
     pub relay: Option<RelayHandle>,
     /// The relay worker, taken by the server when it starts.
     relay_worker: Arc<std::sync::Mutex<Option<Relay>>>,
-    /// SHA-256 of the configuration file whose mapping is active (changes on reload).
-    active_config_sha256: Arc<RwLock<String>>,
     /// Prometheus exposition, when the recorder could be installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// The mapping rules in force and the SHA-256 of the configuration file they came from.
+#[derive(Debug)]
+struct ActiveMapping {
+    mapper: Arc<Mapper>,
+    config_sha256: String,
 }
 
 /// What `/readyz` reports.
@@ -136,9 +141,11 @@ impl AppState {
             },
             used_states: Arc::new(UsedStates::default()),
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
-            mapper: Arc::new(RwLock::new(Arc::new(mapper))),
+            mapping: Arc::new(RwLock::new(Arc::new(ActiveMapping {
+                mapper: Arc::new(mapper),
+                config_sha256: config.source.sha256.clone(),
+            }))),
             sso_login_url,
-            active_config_sha256: Arc::new(RwLock::new(config.source.sha256.clone())),
             metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
         })
@@ -151,17 +158,25 @@ impl AppState {
 
     /// The active mapping rules.
     pub fn mapper(&self) -> Arc<Mapper> {
-        match self.mapper.read() {
+        self.active_mapping().mapper.clone()
+    }
+
+    fn active_mapping(&self) -> Arc<ActiveMapping> {
+        match self.mapping.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Swaps in new mapping rules (live reload).
-    pub fn replace_mapper(&self, mapper: Mapper) {
-        match self.mapper.write() {
-            Ok(mut guard) => *guard = Arc::new(mapper),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(mapper),
+    /// Swaps in new mapping rules from the file with this SHA-256 (live reload).
+    fn replace_mapping(&self, mapper: Mapper, config_sha256: String) {
+        let active = Arc::new(ActiveMapping {
+            mapper: Arc::new(mapper),
+            config_sha256,
+        });
+        match self.mapping.write() {
+            Ok(mut guard) => *guard = active,
+            Err(poisoned) => *poisoned.into_inner() = active,
         }
     }
 
@@ -191,10 +206,7 @@ impl AppState {
 
     /// SHA-256 of the configuration file whose mapping rules are active.
     pub fn active_config_sha256(&self) -> String {
-        match self.active_config_sha256.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.active_mapping().config_sha256.clone()
     }
 
     /// Re-reads the configuration file and, if it is valid, swaps in its `[mapping]`,
@@ -211,11 +223,7 @@ impl AppState {
         });
         match reloaded {
             Ok((sha256, mapper)) => {
-                self.replace_mapper(mapper);
-                match self.active_config_sha256.write() {
-                    Ok(mut guard) => *guard = sha256.clone(),
-                    Err(poisoned) => *poisoned.into_inner() = sha256.clone(),
-                }
+                self.replace_mapping(mapper, sha256.clone());
                 metrics::counter!("bridge_config_reloads_total", "outcome" => "applied")
                     .increment(1);
                 tracing::info!(config_sha256 = %sha256, "mapping reloaded");
