@@ -1,6 +1,8 @@
 //! HTML pages rendered with minijinja from the templates in `templates/`, embedded at build time
 //! so the binary is self-contained. Auto-escaping is on for every `.html` template.
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
 use serde::Serialize;
 
@@ -35,6 +37,23 @@ impl Pages {
             env.add_template(name, source)?;
         }
         Ok(Self { env })
+    }
+
+    /// Renders `name` as an uncached HTML response with `status`; a template failure (a bug)
+    /// is logged and answered with a plain 500.
+    pub fn respond<S: Serialize>(&self, name: &str, status: StatusCode, context: S) -> Response {
+        match self.render(name, context) {
+            Ok(html) => (
+                status,
+                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+                Html(html),
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "page template failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "template error\n").into_response()
+            }
+        }
     }
 
     /// Renders `name` with `context`.

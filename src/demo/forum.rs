@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -241,18 +241,7 @@ impl Forum {
     }
 
     fn render(&self, status: StatusCode, context: minijinja::Value) -> Response {
-        match self.pages.render("demo_forum.html", context) {
-            Ok(html) => (
-                status,
-                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-                Html(html),
-            )
-                .into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "demo forum page template failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "template error\n").into_response()
-            }
-        }
+        self.pages.respond("demo_forum.html", status, context)
     }
 
     fn page(

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -271,18 +271,7 @@ pub fn router(
 
 /// Renders the IdP's page template; `message` alone shows an information or error page.
 fn page(idp: &Idp, status: StatusCode, context: minijinja::Value) -> Response {
-    match idp.pages.render("demo_idp_login.html", context) {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-            Html(html),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "demo IdP page template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "template error\n").into_response()
-        }
-    }
+    idp.pages.respond("demo_idp_login.html", status, context)
 }
 
 fn message_page(idp: &Idp, status: StatusCode, title: &str, message: &str) -> Response {

@@ -8,7 +8,7 @@ use std::str::FromStr as _;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use openidconnect::core::CoreIdToken;
 use openidconnect::{ClientId, CsrfToken, LogoutRequest, PostLogoutRedirectUrl};
 use serde::Deserialize;
@@ -167,22 +167,15 @@ pub async fn backchannel(
 /// Name of the cookie carrying the RP-initiated logout `state` to `/logged-out`.
 const LOGOUT_STATE_COOKIE: &str = "bridge_logout_state";
 
-fn logged_out_page(state: &AppState, idp_logged_out: bool) -> Result<Response, AppError> {
-    let html = state
-        .pages
-        .render(
-            "logged_out.html",
-            minijinja::context! {
-                forum_url => state.config.discourse.url.as_str(),
-                idp_logged_out => idp_logged_out,
-            },
-        )
-        .map_err(|e| AppError::Internal(format!("logged_out template: {e}")))?;
-    Ok((
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Html(html),
+fn logged_out_page(state: &AppState, idp_logged_out: bool) -> Response {
+    state.pages.respond(
+        "logged_out.html",
+        StatusCode::OK,
+        minijinja::context! {
+            forum_url => state.config.discourse.url.as_str(),
+            idp_logged_out => idp_logged_out,
+        },
     )
-        .into_response())
 }
 
 /// `GET /logout` (Discourse's `logout_redirect`): forget the bridge session and, when the IdP
@@ -205,7 +198,7 @@ pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Re
         .and_then(|p| p.end_session_endpoint().cloned());
     let Some(end_session) = end_session else {
         tracing::info!("logged out (no IdP end-session endpoint)");
-        return logged_out_page(&state, false);
+        return Ok(logged_out_page(&state, false));
     };
     let post_logout = PostLogoutRedirectUrl::new(state.config.post_logout_url().to_string())
         .map_err(|e| AppError::Internal(format!("post-logout URL: {e}")))?;
@@ -255,7 +248,7 @@ pub async fn finished(
     if !matches {
         return Err(AppError::LogoutStateMismatch);
     }
-    logged_out_page(&state, true)
+    Ok(logged_out_page(&state, true))
 }
 
 #[cfg(test)]
