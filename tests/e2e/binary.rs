@@ -58,7 +58,12 @@ async fn the_binary_runs_unprivileged_from_documented_environment_only() {
     // CI points this at the release binary the Dockerfile ships; locally the test build's.
     let binary = std::env::var("BRIDGE_TEST_BINARY")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_discourse-oidc-bridge").to_owned());
-    let binary = binary.as_str();
+    // Run a copy from the (world-readable) temp dir, so the test does not depend on whether the
+    // checkout's own path is reachable for the unprivileged user.
+    let installed = dir.path().join("discourse-oidc-bridge");
+    std::fs::copy(&binary, &installed).unwrap();
+    std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = installed.to_str().unwrap();
     let mut command = if is_root() {
         let mut c = Command::new("setpriv");
         c.args([
