@@ -1,0 +1,296 @@
+//! Criterion benchmarks of the CPU-only work of a login, without any I/O: the DiscourseConnect
+//! codec (verify Discourse's request, sign and encode the answer, decode an answer), RS256
+//! ID-token validation (OpenID Connect Core §3.1.3.7), claim mapping with the Keycloak example
+//! config, and sealing/opening the login cookie (tower-cookies private jar).
+//!
+//! Run with `cargo bench --bench codec`; figures and their reading are in docs/benchmarks.md.
+
+// Benchmark set-up fails loudly on purpose: a half-built fixture would measure nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use discourse_oidc_bridge::discourse::connect::{
+    ConnectSecret, Field, Payload, SignedPayload, SsoRequest,
+};
+use discourse_oidc_bridge::flow::{self, CookiePolicy, LoginInFlight, derive_cookie_key};
+use discourse_oidc_bridge::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
+use discourse_oidc_bridge::oidc::id_token::{self, IdTokenRules};
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use openidconnect::core::{
+    CoreGenderClaim, CoreIdToken, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
+};
+use openidconnect::{
+    AdditionalClaims, ClientId, ClientSecret, IdToken, IdTokenClaims, IssuerUrl, JsonWebKeyId,
+    Nonce, PrivateSigningKey,
+};
+use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tower_cookies::{Cookie, Cookies};
+
+const CONNECT_SECRET: &str = "discourse-connect-secret-for-benchmarks";
+const RETURN_SSO_URL: &str = "https://forum.example.com/session/sso_login";
+/// Discourse's nonce is `SecureRandom.hex` (32 hex characters).
+const DISCOURSE_NONCE: &str = "cb68251eefb5211e58c00ff1395f0c0b";
+const ISSUER: &str = "https://sso.example.com/realms/acme";
+const CLIENT_ID: &str = "discourse";
+const OIDC_NONCE: &str = "Wq9T3xY0bS5vJ2mN8kL1cA";
+
+fn manifest_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The Keycloak fixture: a realistic claim set (nested roles, group paths, accents).
+fn keycloak_claims() -> Map<String, Value> {
+    let text = std::fs::read_to_string(manifest_path(
+        "tests/fixtures/claims/keycloak/member.claims.json",
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// What Discourse sends when a login starts, as the raw query of `GET /sso`.
+fn discourse_request_query(secret: &ConnectSecret) -> String {
+    SsoRequest {
+        nonce: DISCOURSE_NONCE.to_owned(),
+        return_sso_url: RETURN_SSO_URL.to_owned(),
+    }
+    .sign(secret)
+    .query_string()
+}
+
+/// A realistic answer: ten fields (five groups among them) and two custom fields.
+fn realistic_answer() -> Payload {
+    let mut payload = Payload::new();
+    payload
+        .set(Field::Nonce, DISCOURSE_NONCE)
+        .set(Field::ExternalId, "f4c3b2a1-0d9e-4c8b-a7f6-5e4d3c2b1a09")
+        .set(Field::Email, "maria.garcia@example.com")
+        .set(Field::Username, "maria.garcia")
+        .set(Field::Name, "María García")
+        .set(
+            Field::AvatarUrl,
+            "https://sso.example.com/avatars/f4c3b2a1.png?size=240",
+        )
+        .set_groups(
+            Field::Groups,
+            &[
+                "all_staff",
+                "engineering",
+                "backend_devs",
+                "team_platform",
+                "members",
+            ],
+        )
+        .set_bool(Field::Admin, true)
+        .set_bool(Field::Moderator, false)
+        .set(Field::Locale, "es")
+        .set_custom("department", "Platform Engineering")
+        .set_custom("employee_number", "004217");
+    payload
+}
+
+fn bench_connect(c: &mut Criterion) {
+    let secret = ConnectSecret::new(CONNECT_SECRET);
+    let mut group = c.benchmark_group("connect");
+
+    let request = discourse_request_query(&secret);
+    assert!(SsoRequest::verify(&request, &secret).is_ok());
+    group.bench_function("verify_discourse_request", |b| {
+        b.iter(|| SsoRequest::verify(black_box(&request), &secret))
+    });
+
+    let answer = realistic_answer();
+    group.bench_function("sign_answer_and_redirect_url", |b| {
+        b.iter(|| {
+            black_box(&answer)
+                .sign(&secret)
+                .redirect_url(black_box(RETURN_SSO_URL))
+        })
+    });
+
+    let SignedPayload { sso, sig } = answer.sign(&secret);
+    assert_eq!(Payload::decode(&sso, &sig, &secret).unwrap(), answer);
+    group.bench_function("decode_answer", |b| {
+        b.iter(|| Payload::decode(black_box(&sso), black_box(&sig), &secret))
+    });
+    group.finish();
+}
+
+/// The claims beyond the standard ones that a Keycloak ID token carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeycloakClaims {
+    typ: String,
+    sid: String,
+    groups: Vec<String>,
+    realm_access: Value,
+    resource_access: Value,
+}
+impl AdditionalClaims for KeycloakClaims {}
+
+type KeycloakIdToken = IdToken<
+    KeycloakClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+fn new_rsa_signing_key(kid: &str) -> CoreRsaPrivateSigningKey {
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = key.to_pkcs1_pem(LineEnding::LF).unwrap();
+    CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.to_owned()))).unwrap()
+}
+
+/// A Keycloak-like RS256 ID token issued at `now`, and the IdP's key set: the signing key and
+/// the previous one (IdPs keep the old key published for a while after a rotation).
+fn rs256_id_token(now: DateTime<Utc>) -> (CoreIdToken, CoreJsonWebKeySet) {
+    let signing = new_rsa_signing_key("acme-2025-06");
+    let previous = new_rsa_signing_key("acme-2025-01");
+    let mut claims = keycloak_claims();
+    claims.insert("iss".into(), json!(ISSUER));
+    claims.insert("aud".into(), json!(CLIENT_ID));
+    claims.insert("azp".into(), json!(CLIENT_ID));
+    claims.insert("nonce".into(), json!(OIDC_NONCE));
+    claims.insert("iat".into(), json!(now.timestamp()));
+    claims.insert("auth_time".into(), json!(now.timestamp() - 10));
+    claims.insert("exp".into(), json!(now.timestamp() + 300));
+    let claims: IdTokenClaims<KeycloakClaims, CoreGenderClaim> =
+        serde_json::from_value(Value::Object(claims)).unwrap();
+    let token = KeycloakIdToken::new(
+        claims,
+        &signing,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        None,
+        None,
+    )
+    .unwrap();
+    // The bridge reads every ID token as a `CoreIdToken` and takes extra claims from the JSON.
+    let token: CoreIdToken = token.to_string().parse().unwrap();
+    let keys = CoreJsonWebKeySet::new(vec![
+        previous.as_verification_key(),
+        signing.as_verification_key(),
+    ]);
+    (token, keys)
+}
+
+fn bench_id_token(c: &mut Criterion) {
+    let now = Utc::now();
+    let (token, keys) = rs256_id_token(now);
+    let rules = IdTokenRules {
+        issuer: IssuerUrl::new(ISSUER.to_owned()).unwrap(),
+        client_id: ClientId::new(CLIENT_ID.to_owned()),
+        client_secret: Some(ClientSecret::new("client-secret-for-benchmarks".to_owned())),
+        allowed_algs: vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+        clock_skew: Duration::from_secs(60),
+    };
+    let nonce = Nonce::new(OIDC_NONCE.to_owned());
+    let verified = id_token::validate(&token, &keys, &rules, &nonce, now).unwrap();
+    assert_eq!(verified.subject, "f4c3b2a1-0d9e-4c8b-a7f6-5e4d3c2b1a09");
+    assert!(verified.claims.contains_key("realm_access"));
+
+    let mut group = c.benchmark_group("oidc");
+    group.bench_function("validate_rs256_id_token", |b| {
+        b.iter(|| id_token::validate(black_box(&token), &keys, &rules, &nonce, now))
+    });
+    group.finish();
+}
+
+#[derive(Deserialize)]
+struct MappingSections {
+    #[serde(default)]
+    mapping: MappingConfig,
+    #[serde(default)]
+    groups: GroupsConfig,
+    #[serde(default)]
+    access: AccessConfig,
+}
+
+fn bench_mapping(c: &mut Criterion) {
+    let sections: MappingSections = Figment::from(Toml::file(manifest_path(
+        "tests/fixtures/claims/keycloak/config.toml",
+    )))
+    .extract()
+    .unwrap();
+    let mapper = Mapper::compile(&sections.mapping, &sections.groups, &sections.access).unwrap();
+    let claims = keycloak_claims();
+    assert!(mapper.map(&claims).is_allowed());
+
+    let mut group = c.benchmark_group("mapping");
+    group.bench_function("map_keycloak_member", |b| {
+        b.iter(|| mapper.map(black_box(&claims)))
+    });
+    group.finish();
+}
+
+fn bench_login_cookie(c: &mut Criterion) {
+    let key = derive_cookie_key(&SecretString::from(
+        "session-secret-for-benchmarks-0123456789abcdef",
+    ))
+    .unwrap();
+    let policy = CookiePolicy {
+        secure: true,
+        max_age: Duration::from_secs(600),
+    };
+    // Sizes as the bridge makes them: 16 random bytes in base64url for state and nonce, a
+    // 32-byte PKCE verifier.
+    let login = LoginInFlight {
+        discourse_nonce: DISCOURSE_NONCE.to_owned(),
+        return_sso_url: RETURN_SSO_URL.to_owned(),
+        state: "h7Gq2LxV9pRk0sWm3NbE4A".to_owned(),
+        oidc_nonce: OIDC_NONCE.to_owned(),
+        pkce_verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned(),
+        created_at: Utc::now().timestamp(),
+    };
+    let name = LoginInFlight::cookie_name(&login.state);
+
+    let mut group = c.benchmark_group("login_cookie");
+    group.bench_function("seal", |b| {
+        b.iter(|| {
+            let cookies = Cookies::default();
+            flow::store(&cookies, &key, &policy, black_box(&login));
+            cookies.get(&name).map(|c| c.value().len())
+        })
+    });
+
+    let sealed = {
+        let cookies = Cookies::default();
+        flow::store(&cookies, &key, &policy, &login);
+        cookies.get(&name).unwrap().value().to_owned()
+    };
+    let opened = {
+        let cookies = Cookies::default();
+        cookies.add(Cookie::new(name.clone(), sealed.clone()));
+        flow::take(&cookies, &key, &login.state)
+    };
+    assert_eq!(opened.as_ref(), Some(&login));
+    group.bench_function("open", |b| {
+        b.iter(|| {
+            let cookies = Cookies::default();
+            cookies.add(Cookie::new(name.clone(), black_box(&sealed).clone()));
+            flow::take(&cookies, &key, &login.state)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_connect,
+    bench_id_token,
+    bench_mapping,
+    bench_login_cookie
+);
+criterion_main!(benches);
