@@ -1,9 +1,11 @@
-//! Shared pieces of the process-level benchmarks (`entry_hop`, `full_login`): CPU accounting of
-//! another process from `/proc/PID/stat` (proc(5)), free loopback ports, and the bridge's release
-//! binary started as a separate `serve` process with a generated configuration.
+//! Shared pieces of the benchmarks: CPU accounting of another process from `/proc/PID/stat`
+//! (proc(5)), free loopback ports, the bridge's release binary started as a separate `serve`
+//! process with a generated configuration, and criterion's CPU-time measurement (`cpu_time`).
 
 // Each benchmark binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
+
+pub mod cpu_time;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
