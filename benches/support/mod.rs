@@ -107,6 +107,8 @@ pub struct BridgeSettings {
     pub log_level: String,
     /// Adds an admin API key, which switches the logout relay worker on as in production.
     pub relay: bool,
+    /// `[oidc] userinfo`: fetch userinfo after the code exchange (the default).
+    pub userinfo: bool,
 }
 
 impl BridgeSettings {
@@ -135,6 +137,7 @@ issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 scopes = ["openid", "email", "profile", "groups"]
+userinfo = {userinfo}
 http_timeout = "5s"
 
 [session]
@@ -156,6 +159,7 @@ login_per_minute = 4294967295
             issuer = self.issuer,
             store = store_dir.display(),
             level = self.log_level,
+            userinfo = self.userinfo,
         )
     }
 }
