@@ -42,7 +42,8 @@ use url::Url;
 
 use support::{
     BridgeProcess, BridgeSettings, CLIENT_ID, CLIENT_SECRET, CONNECT_SECRET, CpuReading,
-    clock_ticks_per_second, env_number, free_port, median, ticks_to_seconds, work_dir,
+    clock_ticks_per_second, env_number, free_port, median, smoke_test_mode, ticks_to_seconds,
+    work_dir,
 };
 
 /// Users at the IdP; logins cycle through them.
@@ -385,9 +386,13 @@ async fn logins(sites: Arc<Sites>, count: usize, concurrency: usize) -> Vec<Logi
 }
 
 async fn run() {
-    let count: usize = env_number("FULL_LOGIN_COUNT", 300);
-    let rounds: usize = env_number("FULL_LOGIN_ROUNDS", 3);
-    let warmup: usize = env_number("FULL_LOGIN_WARMUP", 30);
+    let smoke = smoke_test_mode();
+    if smoke {
+        println!("full login: test mode (no --bench): a few logins, nothing is measured");
+    }
+    let count: usize = env_number("FULL_LOGIN_COUNT", if smoke { 8 } else { 300 });
+    let rounds: usize = env_number("FULL_LOGIN_ROUNDS", if smoke { 1 } else { 3 });
+    let warmup: usize = env_number("FULL_LOGIN_WARMUP", if smoke { 2 } else { 30 });
     let concurrency: usize = env_number("FULL_LOGIN_CONCURRENCY", 4);
     let userinfo: bool = env_number("FULL_LOGIN_USERINFO", true);
     let hz = clock_ticks_per_second();
@@ -483,6 +488,10 @@ async fn run() {
         median(&mut sso),
         median(&mut callback)
     );
+    if smoke {
+        println!("test mode: every login was checked; the figures above are not measurements");
+        return;
+    }
     println!(
         "bridge CPU per login: {bridge_ms:.3} ms over all rounds (rounds {:.3}–{:.3}; one clock \
          tick is {:.3} ms of a round)  (target < 0.3 ms)  {}",

@@ -252,6 +252,13 @@ pub fn work_dir(prefix: &str) -> tempfile::TempDir {
         .expect("temporary directory")
 }
 
+/// True when cargo runs this benchmark as a test (`cargo test --benches` passes no `--bench`):
+/// the process benchmarks then make a short functional pass instead of measuring, the way
+/// criterion runs each benchmark once.
+pub fn smoke_test_mode() -> bool {
+    !std::env::args().any(|arg| arg == "--bench")
+}
+
 /// Reads a duration in seconds or a count from the environment, with a default.
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
