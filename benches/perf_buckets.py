@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Buckets a perf profile of the bridge by what the bridge was doing (docs/benchmarks.md).
+
+Usage:
+    perf script -i perf.data -F tid,ip,sym,dso | python3 benches/perf_buckets.py entry|login
+
+Each sample goes to one bucket: kernel samples inside the scheduler are "thread wake-ups and
+context switches"; every other sample is walked from the innermost frame outwards and lands in
+the first bucket one of its frames names (so malloc called by the store counts as the store).
+Needs a profile of an unstripped build, recorded with call graphs (`--call-graph dwarf`).
+"""
+
+import collections
+import sys
+
+# (bucket, substrings of frame names), per workload. Order matters only within one frame.
+BUCKETS = {
+    "entry": [
+        ("logging: tracing-subscriber, write(2) of log lines",
+         ["tracing_subscriber", "tracing_core::", "ext4_"]),
+        ("metrics counter", ["metrics::", "metrics_exporter"]),
+        ("authorization request: state, nonce, PKCE, URL (openidconnect)",
+         ["Provider::authorization_request"]),
+        ("login cookie: serde_json + AES-GCM seal (flow::store)", ["flow::store"]),
+        ("DiscourseConnect verify", ["SsoRequest::verify", "discourse::connect"]),
+        ("return_sso_url check", ["is_forum_sso_login"]),
+        ("kernel: loopback TCP send/receive",
+         ["tcp_", "sock_", "__sys_sendto", "__sys_recvfrom", "do_writev", "inet_", "skb",
+          "ip_", "net_rx", "__netif", "loopback"]),
+        ("cookie jar: parse Cookie, encode Set-Cookie (tower-cookies)",
+         ["tower_cookies", "cookie::"]),
+        ("/sso handler, other", ["login::start"]),
+        ("middleware: request id, span, timeout, limits, headers",
+         ["middleware::", "tower_http", "tokio::time"]),
+        ("HTTP/1 server: hyper parse/encode, axum routing", ["hyper::", "axum::", "http::"]),
+        ("tokio runtime", ["tokio::"]),
+    ],
+    "login": [
+        ("store: redb write transactions, fdatasync included",
+         ["redb::", "LogoutStore", "fdatasync"]),
+        ("ID token: RS256 signature (rsa / num-bigint-dig)",
+         ["verify_rsa_signature", "num_bigint_dig"]),
+        ("ID token: other checks", ["id_token::validate"]),
+        ("claim mapping", ["mapping::Mapper", "minijinja"]),
+        ("logging: tracing-subscriber, write(2) of log lines",
+         ["tracing_subscriber", "tracing_core::"]),
+        ("HTTP client to the IdP: token + userinfo (reqwest, oauth2, openidconnect, JSON)",
+         ["reqwest::", "hyper_util::client", "oauth2::", "openidconnect::", "hyper::client"]),
+        ("authorization request: state, nonce, PKCE, URL (openidconnect)",
+         ["Provider::authorization_request"]),
+        ("login cookie seal/open, session cookie (flow)", ["flow::"]),
+        ("DiscourseConnect verify + sign", ["discourse::connect"]),
+        ("kernel: loopback TCP send/receive, accept",
+         ["tcp_", "sock_", "__sys_sendto", "__sys_recvfrom", "do_writev", "inet_", "skb",
+          "ip_", "net_rx", "__netif", "accept"]),
+        ("cookie jar: parse Cookie, encode Set-Cookie (tower-cookies)",
+         ["tower_cookies", "cookie::"]),
+        ("/sso and /callback handlers, other", ["login::start", "login::callback"]),
+        ("middleware: request id, span, timeout, limits, headers",
+         ["middleware::", "tower_http", "tokio::time"]),
+        ("HTTP/1 server: hyper parse/encode, axum routing", ["hyper::", "axum::", "http::"]),
+        ("tokio runtime", ["tokio::"]),
+    ],
+}
+SCHEDULER = ["finish_task_switch", "__schedule", "schedule", "futex"]
+
+
+def samples(lines):
+    """Yields each sample's frames, innermost first, as (symbol, dso) pairs."""
+    frames = []
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("\t"):
+            _address, _, rest = line.strip().partition(" ")
+            symbol, _, dso = rest.rpartition(" (")
+            frames.append((symbol.strip(), dso.rstrip(")")))
+        elif frames:
+            yield frames
+            frames = []
+    if frames:
+        yield frames
+
+
+def bucket(frames, buckets):
+    if "kernel" in frames[0][1]:
+        kernel = [symbol for symbol, dso in frames if "kernel" in dso]
+        in_scheduler = any(s in symbol for symbol in kernel for s in SCHEDULER)
+        syncing = any("fdatasync" in symbol for symbol, _ in frames)
+        if in_scheduler and not syncing:
+            return "kernel: thread wake-ups and context switches"
+    for symbol, _ in frames:
+        for name, keys in buckets:
+            if any(key in symbol for key in keys):
+                return name
+    return "other (allocator, libc, unresolved)"
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in BUCKETS:
+        sys.exit(__doc__)
+    buckets = BUCKETS[sys.argv[1]]
+    counts = collections.Counter()
+    kernel = 0
+    for frames in samples(sys.stdin):
+        counts[bucket(frames, buckets)] += 1
+        kernel += "kernel" in frames[0][1]
+    total = sum(counts.values())
+    if total == 0:
+        sys.exit("no samples with call graphs on stdin")
+    for name, count in counts.most_common():
+        print(f"{100 * count / total:5.1f}%  {name}")
+    print(f"{total} samples, {100 * kernel / total:.0f}% of them in the kernel")
+
+
+if __name__ == "__main__":
+    main()
