@@ -25,9 +25,14 @@
 
 mod support;
 
+/// The same pinned-peer installer the end-to-end tests use (`npm ci` in tests/node when stale).
+#[path = "../tests/e2e/support/node.rs"]
+mod node;
+use node::node_dir;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -61,25 +66,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------------------
 // The OpenID Provider: tests/node/op.mjs, configured through one JSON document.
-
-fn node_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    let installed = dir.join("node_modules/.package-lock.json");
-    let lock = dir.join("package-lock.json");
-    let fresh = match (installed.metadata(), lock.metadata()) {
-        (Ok(i), Ok(l)) => i.modified().ok() >= l.modified().ok(),
-        _ => false,
-    };
-    if !fresh {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm must be installed for this benchmark");
-        assert!(status.success(), "npm ci in tests/node failed");
-    }
-    dir
-}
 
 fn user_name(index: usize) -> String {
     format!("user{index:02}")
