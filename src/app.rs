@@ -16,12 +16,13 @@ use crate::discourse::api::DiscourseApi;
 use crate::discourse::connect::ConnectSecret;
 use crate::error::AppError;
 use crate::flow::{CookiePolicy, UsedStates, derive_cookie_key};
+use crate::login_writer::{LoginWriter, LoginWriterTask};
 use crate::mapping::Mapper;
 use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::provider::Provider;
 use crate::pages::Pages;
 use crate::relay::{Relay, RelayHandle, RelaySettings};
-use crate::store::{self, LoginRecord, LogoutStore, RedbStore, SessionRecord};
+use crate::store::{self, CompletedLogin, LoginRecord, LogoutStore, RedbStore, SessionRecord};
 
 /// Everything a request handler needs. Cheap to clone: every field is shared.
 #[derive(Debug, Clone)]
@@ -44,6 +45,10 @@ pub struct AppState {
     pub store: Arc<dyn LogoutStore>,
     /// The logout relay into Discourse, when `api_key` and `api_username` are set.
     pub relay: Option<RelayHandle>,
+    /// Group commit of completed logins into `store`.
+    pub logins: LoginWriter,
+    /// The login writer's task, taken by the server when it starts.
+    login_writer_task: Arc<std::sync::Mutex<Option<LoginWriterTask>>>,
     /// The relay worker, taken by the server when it starts.
     relay_worker: Arc<std::sync::Mutex<Option<Relay>>>,
     /// Prometheus exposition, when the recorder could be installed.
@@ -125,8 +130,12 @@ impl AppState {
             )
         });
         let relay = relay_worker.as_ref().map(Relay::handle);
+        let (logins, login_writer_task) =
+            LoginWriter::new(store.clone(), config.store.commit_interval);
         Ok(Self {
             store,
+            logins,
+            login_writer_task: Arc::new(std::sync::Mutex::new(Some(login_writer_task))),
             relay,
             relay_worker: Arc::new(std::sync::Mutex::new(relay_worker)),
             connect_secret: Arc::new(ConnectSecret::new(
@@ -288,7 +297,8 @@ impl AppState {
 
     /// Remembers what a back-channel logout will need to find this login again (`iss`, `sub`,
     /// `sid` → `external_id`), and keeps the ID token server-side for `id_token_hint`, keyed by
-    /// a fresh bridge session cookie. A store failure is logged, not fatal: the login goes on.
+    /// a fresh bridge session cookie. The records go through the group commit
+    /// ([`LoginWriter`]); a store failure is logged there, not fatal: the login goes on.
     pub async fn record_login(
         &self,
         issuer: &str,
@@ -315,25 +325,20 @@ impl AppState {
             expires_at: now
                 + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::days(1)),
         };
-        let id = session_id.clone();
-        let stored = store::blocking(&self.store, move |s| {
-            s.record_login(&login)?;
-            s.put_session(&id, &session)
-        })
-        .await;
-        match stored {
-            Ok(()) => crate::flow::store_session_id(
-                cookies,
-                &self.cookie_key,
-                self.cookie_policy.secure,
-                &session_id,
-                lifetime,
-            ),
-            Err(e) => tracing::error!(
-                error = %e,
-                "could not record the login: back-channel logout will not find this session"
-            ),
-        }
+        crate::flow::store_session_id(
+            cookies,
+            &self.cookie_key,
+            self.cookie_policy.secure,
+            &session_id,
+            lifetime,
+        );
+        self.logins
+            .record(CompletedLogin {
+                login,
+                session_id,
+                session,
+            })
+            .await;
     }
 
     /// Runs discovery until it succeeds, backing off exponentially (1 s doubling, capped at
@@ -423,6 +428,13 @@ impl Application {
             .ok()
             .and_then(|mut slot| slot.take());
         let relay_task = relay_worker.map(|relay| relay.spawn(relay_stopped).1);
+        let (stop_login_writer, login_writer_stopped) = tokio::sync::watch::channel(false);
+        let login_writer = state
+            .login_writer_task
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .map(|task| tokio::spawn(task.run(login_writer_stopped)));
         let pruning = tokio::spawn({
             let store = state.store.clone();
             async move {
@@ -462,6 +474,11 @@ impl Application {
         watcher.abort();
         if let Some(server) = metrics_server {
             server.abort();
+        }
+        // Requests have drained: write the logins still queued before the process ends.
+        let _ = stop_login_writer.send(true);
+        if let Some(task) = login_writer {
+            let _ = task.await;
         }
         let _ = stop_relay.send(true);
         if let Some(task) = relay_task {

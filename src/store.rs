@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,16 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Everything one completed login writes: the record that lets back-channel logout find the
+/// Discourse user, and the browser's server-side session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedLogin {
+    pub login: LoginRecord,
+    /// The unguessable id in the browser's `bridge_session` cookie.
+    pub session_id: String,
+    pub session: SessionRecord,
+}
+
 /// How many records a [`LogoutStore::prune`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -156,6 +166,10 @@ redb_error_from!(
 pub trait LogoutStore: Send + Sync + std::fmt::Debug {
     /// Records a login: `(iss, sub)` gains `external_id`, and `(iss, sid)` points at it.
     fn record_login(&self, login: &LoginRecord) -> Result<(), StoreError>;
+
+    /// Records several completed logins (login record and browser session each) in one
+    /// transaction: the group commit of [`crate::login_writer`].
+    fn record_logins(&self, logins: &[CompletedLogin]) -> Result<(), StoreError>;
 
     /// Every `external_id` recorded for `(iss, sub)` within the retention, oldest login first.
     fn external_ids_for_sub(&self, iss: &str, sub: &str) -> Result<Vec<String>, StoreError>;
@@ -406,33 +420,58 @@ impl RedbStore {
     }
 }
 
+/// Adds `login` to the login tables inside an open write transaction.
+fn insert_login(txn: &WriteTransaction, login: &LoginRecord) -> Result<(), StoreError> {
+    let mut by_sub = txn.open_table(LOGINS_BY_SUB)?;
+    let key = (login.iss.as_str(), login.sub.as_str());
+    let mut ids: BTreeMap<String, i64> = match by_sub.get(key)? {
+        Some(value) => decode("logins_by_sub", value.value())?,
+        None => BTreeMap::new(),
+    };
+    ids.insert(
+        login.external_id.clone(),
+        login.logged_in_at.timestamp_millis(),
+    );
+    by_sub.insert(key, encode("logins_by_sub", &ids)?.as_slice())?;
+
+    if let Some(sid) = &login.sid {
+        let mut by_sid = txn.open_table(LOGINS_BY_SID)?;
+        let entry = SidEntry {
+            external_id: login.external_id.clone(),
+            logged_in_at: login.logged_in_at,
+        };
+        by_sid.insert(
+            (login.iss.as_str(), sid.as_str()),
+            encode("logins_by_sid", &entry)?.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores a browser session inside an open write transaction.
+fn insert_session(
+    txn: &WriteTransaction,
+    session_id: &str,
+    session: &SessionRecord,
+) -> Result<(), StoreError> {
+    txn.open_table(SESSIONS)?
+        .insert(session_id, encode("sessions", session)?.as_slice())?;
+    Ok(())
+}
+
 impl LogoutStore for RedbStore {
     fn record_login(&self, login: &LoginRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let mut by_sub = txn.open_table(LOGINS_BY_SUB)?;
-            let key = (login.iss.as_str(), login.sub.as_str());
-            let mut ids: BTreeMap<String, i64> = match by_sub.get(key)? {
-                Some(value) => decode("logins_by_sub", value.value())?,
-                None => BTreeMap::new(),
-            };
-            ids.insert(
-                login.external_id.clone(),
-                login.logged_in_at.timestamp_millis(),
-            );
-            by_sub.insert(key, encode("logins_by_sub", &ids)?.as_slice())?;
+        insert_login(&txn, login)?;
+        txn.commit()?;
+        Ok(())
+    }
 
-            if let Some(sid) = &login.sid {
-                let mut by_sid = txn.open_table(LOGINS_BY_SID)?;
-                let entry = SidEntry {
-                    external_id: login.external_id.clone(),
-                    logged_in_at: login.logged_in_at,
-                };
-                by_sid.insert(
-                    (login.iss.as_str(), sid.as_str()),
-                    encode("logins_by_sid", &entry)?.as_slice(),
-                )?;
-            }
+    fn record_logins(&self, logins: &[CompletedLogin]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        for completed in logins {
+            insert_login(&txn, &completed.login)?;
+            insert_session(&txn, &completed.session_id, &completed.session)?;
         }
         txn.commit()?;
         Ok(())
@@ -585,8 +624,7 @@ impl LogoutStore for RedbStore {
 
     fn put_session(&self, session_id: &str, session: &SessionRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        txn.open_table(SESSIONS)?
-            .insert(session_id, encode("sessions", session)?.as_slice())?;
+        insert_session(&txn, session_id, session)?;
         txn.commit()?;
         Ok(())
     }

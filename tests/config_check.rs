@@ -115,6 +115,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.logout.relay_retry_for, Duration::from_secs(86_400));
     assert!(config.logout.rp_initiated);
     assert_eq!(config.store.path, PathBuf::from("data"));
+    assert_eq!(config.store.commit_interval, Duration::from_millis(100));
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
     assert_eq!(config.limits.login_per_minute, 60);
@@ -149,6 +150,16 @@ fn the_derived_urls_are_built_on_the_origins() {
         config.sso_login_prefix().as_str(),
         "https://forum.example.com/session/sso_login"
     );
+}
+
+#[test]
+fn the_store_commit_interval_is_bounded() {
+    let zero = load_from_str(VALID, env(&[("BRIDGE_STORE__COMMIT_INTERVAL", "0s")])).unwrap();
+    assert_eq!(zero.store.commit_interval, Duration::ZERO);
+    let result = load_from_str(VALID, env(&[("BRIDGE_STORE__COMMIT_INTERVAL", "1m")]));
+    assert_eq!(keys(&result), ["store.commit_interval"]);
+    let (report, _) = check_report(&result);
+    assert!(report.contains("longer than 10s"), "{report}");
 }
 
 #[test]

@@ -209,6 +209,9 @@ pub struct LogoutConfig {
 pub struct StoreConfig {
     /// Directory of the embedded store.
     pub path: PathBuf,
+    /// Longest time a completed login waits to be committed with others (group commit); zero
+    /// makes every login wait for its own durable commit before the browser is sent back.
+    pub commit_interval: Duration,
 }
 
 /// Log output format (`log.format`: `text` or `json`).

@@ -152,12 +152,14 @@ impl Default for RawLogout {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawStore {
     pub(crate) path: PathBuf,
+    pub(crate) commit_interval: String,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data"),
+            commit_interval: "100ms".to_owned(),
         }
     }
 }

@@ -484,12 +484,37 @@ fn logout(raw: RawLogout, found: &mut Problems<'_>) -> Option<LogoutConfig> {
     })
 }
 
+/// Longest accepted `store.commit_interval`.
+const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
+
 fn store(raw: RawStore, found: &mut Problems<'_>) -> Option<StoreConfig> {
+    let commit_interval = duration(
+        "store.commit_interval",
+        &raw.commit_interval,
+        Bound::ZeroAllowed,
+        found,
+    );
+    if let Some(interval) = commit_interval
+        && interval > MAX_COMMIT_INTERVAL
+    {
+        found.add(
+            "store.commit_interval",
+            format!(
+                "{} is longer than 10s: a crash would lose every login of that long, and \
+                 back-channel logout could not find those sessions",
+                humantime::format_duration(interval)
+            ),
+        );
+        return None;
+    }
     if raw.path.as_os_str().is_empty() {
         found.add("store.path", "must not be empty");
         return None;
     }
-    Some(StoreConfig { path: raw.path })
+    Some(StoreConfig {
+        path: raw.path,
+        commit_interval: commit_interval?,
+    })
 }
 
 fn log(raw: RawLog, found: &mut Problems<'_>) -> Option<LogConfig> {

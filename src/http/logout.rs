@@ -130,6 +130,8 @@ pub async fn backchannel(
         }
         Err(e) => return store_unavailable(&e),
     }
+    // Logins still in the group commit's queue must be found too.
+    state.logins.flush().await;
     let (iss, sub, sid) = (logout.iss.clone(), logout.sub.clone(), logout.sid.clone());
     let external_ids = match store::blocking(&state.store, move |s| {
         s.resolve_external_ids(&iss, sub.as_deref(), sid.as_deref())
@@ -183,12 +185,15 @@ fn logged_out_page(state: &AppState, idp_logged_out: bool) -> Response {
 pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Response, AppError> {
     let now = chrono::Utc::now();
     let session = match flow::take_session_id(&cookies, &state.cookie_key) {
-        Some(id) => store::blocking(&state.store, move |s| s.take_session(&id, now))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not read the bridge session");
-                None
-            }),
+        Some(id) => {
+            state.logins.flush().await;
+            store::blocking(&state.store, move |s| s.take_session(&id, now))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the bridge session");
+                    None
+                })
+        }
         None => None,
     };
     let provider = state.provider().ok();
