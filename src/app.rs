@@ -24,9 +24,22 @@ use crate::pages::Pages;
 use crate::relay::{Relay, RelayHandle, RelaySettings};
 use crate::store::{self, CompletedLogin, LoginRecord, LogoutStore, RedbStore, SessionRecord};
 
-/// Everything a request handler needs. Cheap to clone: every field is shared.
+/// Everything a request handler needs. Cheap to clone: one reference count, since every
+/// middleware layer and handler takes its own clone on every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The fields behind [`AppState`].
+#[derive(Debug)]
+pub struct SharedState {
     pub config: Arc<Config>,
     pub connect_secret: Arc<ConnectSecret>,
     /// The one HTTP client: timeouts set, redirects never followed.
@@ -132,7 +145,7 @@ impl AppState {
         let relay = relay_worker.as_ref().map(Relay::handle);
         let (logins, login_writer_task) =
             LoginWriter::new(store.clone(), config.store.commit_interval);
-        Ok(Self {
+        Ok(Self(Arc::new(SharedState {
             store,
             logins,
             login_writer_task: Arc::new(std::sync::Mutex::new(Some(login_writer_task))),
@@ -157,7 +170,7 @@ impl AppState {
             sso_login_url,
             metrics: crate::telemetry::metrics_handle(),
             config: Arc::new(config),
-        })
+        })))
     }
 
     /// The discovered provider, or "not ready" (503) while discovery is still running.

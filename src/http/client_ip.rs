@@ -4,13 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
-
-use crate::app::AppState;
 
 /// The resolved client address, in request extensions (rate limits, logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,25 +71,6 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .find(|ip| !is_trusted(*ip, trusted))
         .or_else(|| chain.first().copied())
         .unwrap_or(peer)
-}
-
-/// Middleware: stores the [`ClientIp`] for the rest of the stack.
-pub async fn client_ip(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
-    let ip = resolve(
-        peer,
-        request.headers(),
-        &state.config.server.trusted_proxies,
-    );
-    request.extensions_mut().insert(ClientIp(ip));
-    next.run(request).await
 }
 
 #[cfg(test)]

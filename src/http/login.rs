@@ -19,6 +19,10 @@ use crate::oidc::provider::{ProviderError, merge_claims};
 /// True when `url` is exactly the forum's `/session/sso_login` (same scheme, host, port and
 /// path; no user info, query or fragment). Anything else would make the bridge an open redirect.
 pub fn is_forum_sso_login(url: &str, expected: &url::Url) -> bool {
+    // Discourse sends the URL in the serialization `Url` itself produces: skip the parse then.
+    if url == expected.as_str() {
+        return true;
+    }
     let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
@@ -55,7 +59,8 @@ pub async fn start(
     };
     flow::store(&cookies, &state.cookie_key, &state.cookie_policy, &login);
     metrics::counter!("bridge_logins_started_total").increment(1);
-    tracing::info!("login started");
+    // The request line (`/sso` → 302) already records the start at `info`.
+    tracing::debug!("login started");
     found(authorization.url.as_str())
 }
 

@@ -1,7 +1,12 @@
-//! Middleware: request ids and spans, the single place errors become pages, security headers.
+//! Middleware, in two layers: the request context (client address per RFC 7239, request id, span,
+//! one log line) outside, and the response finish (the single place errors become pages,
+//! security headers) inside. Two layers rather than one per concern keeps the per-request cost
+//! of the entry hop low.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -10,6 +15,7 @@ use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::error::ErrorPage;
+use crate::http::client_ip::{self, ClientIp};
 
 /// The request id of the current request, in request extensions.
 #[derive(Debug, Clone)]
@@ -34,42 +40,72 @@ fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-/// Assigns the request id (from `X-Request-Id` or new), opens the request span, logs one line
-/// per request with route, status and latency, and returns the id in the response.
-pub async fn trace_request(mut request: Request, next: Next) -> Response {
+/// Resolves the client address ([`ClientIp`], for rate limits), assigns the request id (from
+/// `X-Request-Id` or new), opens the request span, logs one line per request with route, status
+/// and latency, and returns the id in the response.
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    let client = client_ip::resolve(
+        peer,
+        request.headers(),
+        &state.config.server.trusted_proxies,
+    );
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(acceptable_request_id)
         .unwrap_or_else(new_request_id);
-    request.extensions_mut().insert(RequestId(id.clone()));
+    let header_value = HeaderValue::from_str(&id).ok();
+    let extensions = request.extensions_mut();
+    extensions.insert(ClientIp(client));
+    extensions.insert(RequestId(id));
     let method = request.method().clone();
     // The path only: query strings carry sso/sig, codes and states.
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let span = tracing::info_span!(
+        "request",
+        request_id = header_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        %method,
+        path = request.uri().path(),
+    );
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status, latency_ms, "request handled"));
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Some(value) = header_value {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
 }
 
-/// Turns an [`ErrorPage`] attached by `AppError` into the rendered HTML page, logging the
-/// cause exactly once.
-pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Turns an error into its page, then adds the security headers.
+pub async fn finish_response(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let mut response = next.run(request).await;
-    let Some(page) = response.extensions_mut().remove::<ErrorPage>() else {
-        return response;
-    };
+    if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
+        response = error_page(&state, page, &request_id);
+    }
+    add_security_headers(&state, &mut response);
+    response
+}
+
+/// Renders the [`ErrorPage`] attached by `AppError` as HTML, logging the cause exactly once.
+fn error_page(state: &AppState, page: ErrorPage, request_id: &str) -> Response {
     if page.status.is_server_error() {
         tracing::error!(reason = page.reason, cause = %page.cause, "request failed");
     } else {
@@ -81,7 +117,7 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
         message => page.message,
         contact => page.contact,
         status => page.status.as_u16(),
-        request_id => request_id.clone(),
+        request_id => request_id,
         forum_login_url => state.forum_login_url(),
     };
     let body = match state.pages.render("error.html", context) {
@@ -103,15 +139,25 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
     rendered
 }
 
-/// Security headers on every response: no framing, no referrer (URLs carry one-time codes), a
-/// strict content policy for our own pages, HSTS when served over https.
-pub async fn security_headers(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
+/// Security headers: no referrer on every response (URLs carry one-time codes), HSTS when
+/// served over https, and for responses with a document (not redirects) no framing, no MIME
+/// sniffing and a strict content policy for our own pages.
+fn add_security_headers(state: &AppState, response: &mut Response) {
+    let is_redirect = response.status().is_redirection();
     let headers = response.headers_mut();
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if state.cookie_policy.secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if is_redirect {
+        return;
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -121,18 +167,7 @@ pub async fn security_headers(
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if state.config.server.public_url.scheme() == "https" {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    response
 }

@@ -56,11 +56,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CookieManagerLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::error_pages,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::security_headers,
+            middleware::finish_response,
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -69,9 +65,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            client_ip::client_ip,
+            middleware::request_context,
         ))
-        .layer(axum::middleware::from_fn(middleware::trace_request))
         .with_state(state)
 }
 
