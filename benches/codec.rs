@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the CPU-only work of a login, without any I/O: the DiscourseConnect
 //! codec (verify Discourse's request, sign and encode the answer, decode an answer), RS256
-//! ID-token validation (OpenID Connect Core §3.1.3.7), claim mapping with the Keycloak example
+//! ID-token validation (OpenID Connect Core §3.1.3.7) and its signature check alone, with ring
+//! (what the bridge uses) and with the `rsa` crate (what openidconnect uses), claim mapping with the Keycloak example
 //! config, and sealing/opening the login cookie (tower-cookies private jar).
 //!
 //! Times are the benchmark thread's own CPU time (see `support/cpu_time.rs`), not wall time:
@@ -32,6 +33,7 @@ use discourse_oidc_bridge::discourse::connect::{
 use discourse_oidc_bridge::flow::{self, CookiePolicy, LoginInFlight, derive_cookie_key};
 use discourse_oidc_bridge::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
 use discourse_oidc_bridge::oidc::id_token::{self, IdTokenRules};
+use discourse_oidc_bridge::oidc::jwk::key_set_from_core;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use openidconnect::core::{
@@ -39,8 +41,8 @@ use openidconnect::core::{
     CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
 };
 use openidconnect::{
-    AdditionalClaims, ClientId, ClientSecret, IdToken, IdTokenClaims, IssuerUrl, JsonWebKeyId,
-    Nonce, PrivateSigningKey,
+    AdditionalClaims, ClientId, ClientSecret, IdToken, IdTokenClaims, IssuerUrl, JsonWebKey,
+    JsonWebKeyId, Nonce, PrivateSigningKey,
 };
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
@@ -202,7 +204,9 @@ fn rs256_id_token(now: DateTime<Utc>) -> (CoreIdToken, CoreJsonWebKeySet, RsaPub
 
 fn bench_id_token(c: &mut CpuCriterion) {
     let now = Utc::now();
-    let (token, keys, public) = rs256_id_token(now);
+    let (token, core_keys, public) = rs256_id_token(now);
+    // As the bridge holds them: keys that verify with ring.
+    let keys = key_set_from_core(&core_keys);
     let rules = IdTokenRules {
         issuer: IssuerUrl::new(ISSUER.to_owned()).unwrap(),
         client_id: ClientId::new(CLIENT_ID.to_owned()),
@@ -221,11 +225,27 @@ fn bench_id_token(c: &mut CpuCriterion) {
     });
 
     // The floor under the above: the RS256 signature check alone (SHA-256 of the signing input,
-    // then the RSA public-key operation), with the key already parsed.
+    // then the RSA public-key operation), as the bridge does it: ring, through the JWKS key.
     let compact = token.to_string();
     let (signing_input, signature) = compact.rsplit_once('.').unwrap();
     let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-    group.bench_function("rs256_signature_check_only", |b| {
+    let rs256 = CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256;
+    let signing_key = &keys.keys()[1];
+    assert!(signing_key.verifies_with_ring(&rs256));
+    assert!(
+        signing_key
+            .verify_signature(&rs256, signing_input.as_bytes(), &signature)
+            .is_ok()
+    );
+    group.bench_function("rs256_signature_check_ring", |b| {
+        b.iter(|| {
+            signing_key.verify_signature(&rs256, black_box(signing_input).as_bytes(), &signature)
+        })
+    });
+
+    // The in-run baseline: the same check with the `rsa` crate, as openidconnect does it, with
+    // the key already parsed.
+    group.bench_function("rs256_signature_check_rsa_crate", |b| {
         b.iter(|| {
             let digest = Sha256::digest(black_box(signing_input).as_bytes());
             public.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken,
-    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
+    CoreJwsSigningAlgorithm, CoreTokenResponse,
 };
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -23,6 +23,7 @@ use tokio::sync::RwLock;
 
 use crate::config::{OidcConfig, TokenAuthMethod};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
+use crate::oidc::jwk::{self, VerifyingKeySet};
 
 /// The openidconnect client as built from discovery: auth URL set, token and userinfo URLs
 /// present if the IdP advertised them.
@@ -72,7 +73,7 @@ pub struct Tokens {
 
 #[derive(Debug)]
 struct KeyCache {
-    keys: Arc<CoreJsonWebKeySet>,
+    keys: Arc<VerifyingKeySet>,
     /// When an unknown key last caused a refetch; the first one is always allowed.
     last_refetch: Option<Instant>,
 }
@@ -171,7 +172,7 @@ impl Provider {
             clock_skew: cfg.clock_skew,
         };
         let keys = KeyCache {
-            keys: Arc::new(metadata.jwks().clone()),
+            keys: Arc::new(jwk::key_set_from_core(metadata.jwks())),
             last_refetch: None,
         };
         Ok(Self {
@@ -277,7 +278,7 @@ impl Provider {
     }
 
     /// The current key set.
-    pub async fn keys(&self) -> Arc<CoreJsonWebKeySet> {
+    pub async fn keys(&self) -> Arc<VerifyingKeySet> {
         self.keys.read().await.keys.clone()
     }
 
@@ -295,7 +296,7 @@ impl Provider {
         // Record the attempt first so a failing JWKS endpoint is not hammered either.
         cache.last_refetch = Some(Instant::now());
         let started = Instant::now();
-        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
+        let fresh = VerifyingKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
         observe("jwks", started);
         let fresh = fresh.map_err(|e| classify_request_error("jwks", e))?;
         cache.keys = Arc::new(fresh);
