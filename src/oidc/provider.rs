@@ -8,20 +8,22 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken,
-    CoreJwsSigningAlgorithm, CoreTokenResponse,
+    CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken, CoreJwsSigningAlgorithm,
+    CoreTokenResponse,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
     EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
-    RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
+    OAuth2TokenResponse, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
+    SubjectIdentifier, TokenResponse, UserInfoClaims,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
 use crate::config::{OidcConfig, TokenAuthMethod};
+use crate::oidc::authorization::AuthorizationEndpoint;
+pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
 use crate::oidc::jwk::{self, VerifyingKeySet};
 
@@ -55,15 +57,6 @@ pub enum ProviderError {
     Invalid(String),
 }
 
-/// A fresh authorization request: the URL to send the browser to and the secrets to keep.
-#[derive(Debug)]
-pub struct AuthorizationRequest {
-    pub url: url::Url,
-    pub state: CsrfToken,
-    pub nonce: Nonce,
-    pub pkce_verifier: PkceCodeVerifier,
-}
-
 /// The result of a completed code exchange.
 #[derive(Debug)]
 pub struct Tokens {
@@ -84,8 +77,7 @@ pub struct Provider {
     client: DiscoveredClient,
     metadata: ProviderMetadataWithLogout,
     rules: IdTokenRules,
-    scopes: Vec<Scope>,
-    auth_params: Vec<(String, String)>,
+    authorization: AuthorizationEndpoint,
     userinfo: bool,
     jwks_min_refresh_interval: Duration,
     keys: RwLock<KeyCache>,
@@ -175,15 +167,19 @@ impl Provider {
             keys: Arc::new(jwk::key_set_from_core(metadata.jwks())),
             last_refetch: None,
         };
+        let authorization = AuthorizationEndpoint::new(
+            metadata.authorization_endpoint().url(),
+            &cfg.client_id,
+            redirect_url,
+            &cfg.scopes,
+            cfg.auth_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         Ok(Self {
             client,
             rules,
-            scopes: cfg.scopes.iter().cloned().map(Scope::new).collect(),
-            auth_params: cfg
-                .auth_params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            authorization,
             userinfo: cfg.userinfo && metadata.userinfo_endpoint().is_some(),
             jwks_min_refresh_interval: cfg.jwks_min_refresh_interval,
             keys: RwLock::new(keys),
@@ -217,30 +213,7 @@ impl Provider {
 
     /// Builds a fresh authorization request with new `state`, `nonce` and PKCE S256 challenge.
     pub fn authorization_request(&self) -> AuthorizationRequest {
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = self
-            .client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
-            )
-            .set_pkce_challenge(challenge);
-        for scope in &self.scopes {
-            if scope.as_str() != "openid" {
-                request = request.add_scope(scope.clone());
-            }
-        }
-        for (key, value) in &self.auth_params {
-            request = request.add_extra_param(key.as_str(), value.as_str());
-        }
-        let (url, state, nonce) = request.url();
-        AuthorizationRequest {
-            url,
-            state,
-            nonce,
-            pkce_verifier: verifier,
-        }
+        self.authorization.request()
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
