@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the CPU-only work of a login, without any I/O: the DiscourseConnect
 //! codec (verify Discourse's request, sign and encode the answer, decode an answer), RS256
-//! ID-token validation (OpenID Connect Core §3.1.3.7), claim mapping with the Keycloak example
-//! config, and sealing/opening the login cookie (tower-cookies private jar).
+//! ID-token validation (OpenID Connect Core §3.1.3.7) and its signature check alone, with ring
+//! (what the bridge uses) and with the `rsa` crate (what openidconnect uses), claim mapping with
+//! the Keycloak example config, the authorization request (state, nonce, PKCE, URL) beside
+//! openidconnect's builder, and sealing/opening the login cookie (tower-cookies private jar).
 //!
 //! Times are the benchmark thread's own CPU time (see `support/cpu_time.rs`), not wall time:
 //! the machines these run on are shared, and CPU time is what the bridge pays per login.
@@ -31,16 +33,19 @@ use discourse_oidc_bridge::discourse::connect::{
 };
 use discourse_oidc_bridge::flow::{self, CookiePolicy, LoginInFlight, derive_cookie_key};
 use discourse_oidc_bridge::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
+use discourse_oidc_bridge::oidc::authorization::AuthorizationEndpoint;
 use discourse_oidc_bridge::oidc::id_token::{self, IdTokenRules};
+use discourse_oidc_bridge::oidc::jwk::key_set_from_core;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use openidconnect::core::{
-    CoreGenderClaim, CoreIdToken, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdToken, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
 };
 use openidconnect::{
-    AdditionalClaims, ClientId, ClientSecret, IdToken, IdTokenClaims, IssuerUrl, JsonWebKeyId,
-    Nonce, PrivateSigningKey,
+    AdditionalClaims, AuthUrl, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenClaims,
+    IssuerUrl, JsonWebKey, JsonWebKeyId, Nonce, PkceCodeChallenge, PrivateSigningKey, RedirectUrl,
+    Scope,
 };
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
@@ -202,7 +207,9 @@ fn rs256_id_token(now: DateTime<Utc>) -> (CoreIdToken, CoreJsonWebKeySet, RsaPub
 
 fn bench_id_token(c: &mut CpuCriterion) {
     let now = Utc::now();
-    let (token, keys, public) = rs256_id_token(now);
+    let (token, core_keys, public) = rs256_id_token(now);
+    // As the bridge holds them: keys that verify with ring.
+    let keys = key_set_from_core(&core_keys);
     let rules = IdTokenRules {
         issuer: IssuerUrl::new(ISSUER.to_owned()).unwrap(),
         client_id: ClientId::new(CLIENT_ID.to_owned()),
@@ -221,15 +228,79 @@ fn bench_id_token(c: &mut CpuCriterion) {
     });
 
     // The floor under the above: the RS256 signature check alone (SHA-256 of the signing input,
-    // then the RSA public-key operation), with the key already parsed.
+    // then the RSA public-key operation), as the bridge does it: ring, through the JWKS key.
     let compact = token.to_string();
     let (signing_input, signature) = compact.rsplit_once('.').unwrap();
     let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-    group.bench_function("rs256_signature_check_only", |b| {
+    let rs256 = CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256;
+    let signing_key = &keys.keys()[1];
+    assert!(signing_key.verifies_with_ring(&rs256));
+    assert!(
+        signing_key
+            .verify_signature(&rs256, signing_input.as_bytes(), &signature)
+            .is_ok()
+    );
+    group.bench_function("rs256_signature_check_ring", |b| {
+        b.iter(|| {
+            signing_key.verify_signature(&rs256, black_box(signing_input).as_bytes(), &signature)
+        })
+    });
+
+    // The in-run baseline: the same check with the `rsa` crate, as openidconnect does it, with
+    // the key already parsed.
+    group.bench_function("rs256_signature_check_rsa_crate", |b| {
         b.iter(|| {
             let digest = Sha256::digest(black_box(signing_input).as_bytes());
             public.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
         })
+    });
+    group.finish();
+}
+
+/// The authorization request of `GET /sso`: fresh state, nonce and PKCE S256, and the URL with
+/// the scopes and an extra parameter, as the bridge builds it and as openidconnect's builder did.
+fn bench_authorization_request(c: &mut CpuCriterion) {
+    const AUTH_URL: &str = "https://sso.example.com/realms/acme/protocol/openid-connect/auth";
+    const REDIRECT: &str = "https://bridge.example.com/callback";
+    let scopes = ["openid", "email", "profile", "groups"].map(str::to_owned);
+    let endpoint = AuthorizationEndpoint::new(
+        &url::Url::parse(AUTH_URL).unwrap(),
+        CLIENT_ID,
+        &url::Url::parse(REDIRECT).unwrap(),
+        &scopes,
+        [("prompt", "login")],
+    );
+    let client = CoreClient::new(
+        ClientId::new(CLIENT_ID.to_owned()),
+        IssuerUrl::new(ISSUER.to_owned()).unwrap(),
+        CoreJsonWebKeySet::new(Vec::new()),
+    )
+    .set_auth_uri(AuthUrl::new(AUTH_URL.to_owned()).unwrap())
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap());
+    let builder_request = || {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.add_extra_param("prompt", "login").url();
+        (url, state, nonce, verifier)
+    };
+    assert_eq!(
+        endpoint.request().url.query_pairs().count(),
+        builder_request().0.query_pairs().count()
+    );
+
+    let mut group = cpu_group(c, "oidc");
+    group.bench_function("authorization_request", |b| b.iter(|| endpoint.request()));
+    group.bench_function("authorization_request_openidconnect_builder", |b| {
+        b.iter(builder_request)
     });
     group.finish();
 }
@@ -315,6 +386,6 @@ fn bench_login_cookie(c: &mut CpuCriterion) {
 criterion_group!(
     name = benches;
     config = cpu_criterion();
-    targets = bench_connect, bench_id_token, bench_mapping, bench_login_cookie
+    targets = bench_connect, bench_id_token, bench_authorization_request, bench_mapping, bench_login_cookie
 );
 criterion_main!(benches);

@@ -1,18 +1,21 @@
 //! ID-token validation per OpenID Connect Core 1.0 §3.1.3.7, on top of openidconnect's verifier,
 //! with the pieces it lacks: a clock-skew allowance, `now` as an argument, and a distinct error
-//! for an unknown signing key so the caller can refetch the JWKS. Pure: no I/O, no clock.
+//! for an unknown signing key so the caller can refetch the JWKS. Signatures are checked with
+//! ring through [`VerifyingKey`](crate::oidc::jwk::VerifyingKey). Pure: no I/O, no clock.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use openidconnect::core::{CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm};
 use openidconnect::{
     ClaimsVerificationError, ClientId, ClientSecret, IdTokenVerifier, IssuerUrl, Nonce,
     SignatureVerificationError,
 };
 use serde_json::{Map, Value};
+
+use crate::oidc::jwk::VerifyingKeySet;
 
 /// What an ID token must satisfy, fixed at discovery time.
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ pub fn acceptable_algs(advertised: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSig
 /// `exp` and `iat` (with the skew), and `nonce`, as of `now`.
 pub fn validate(
     token: &CoreIdToken,
-    keys: &CoreJsonWebKeySet,
+    keys: &VerifyingKeySet,
     rules: &IdTokenRules,
     expected_nonce: &Nonce,
     now: DateTime<Utc>,

@@ -2,9 +2,9 @@
 //!
 //! The token is a compact JWS signed with the same keys as ID tokens. openidconnect 4 has no
 //! logout-token type and keeps its JWT verifier private, so this module parses the JWS itself
-//! and only borrows the crate's key handling: the JWKS type and
-//! [`JsonWebKey::verify_signature`], which also enforces that a key's `use`, `kty` and `alg` fit
-//! the token's algorithm. Checks follow §2.6 in order, with the interop slack real providers
+//! and verifies with the bridge's keys ([`VerifyingKey`], ring underneath), whose
+//! [`JsonWebKey::verify_signature`] also enforces that a key's `use`, `kty` and `alg` fit the
+//! token's algorithm. Checks follow §2.6 in order, with the interop slack real providers
 //! need (Keycloak before 25 sends `typ: JWT`; Hydra, LemonLDAP and older Keycloak send no `exp`;
 //! Keycloak adds `revoke_offline_access` beside the logout event). Replay (`jti`) is the
 //! caller's job, through the store, because it needs state.
@@ -17,12 +17,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
-use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
-use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse, JwsSigningAlgorithm};
+use openidconnect::core::CoreJwsSigningAlgorithm;
+use openidconnect::{JsonWebKey, JwsSigningAlgorithm};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::config::{LogoutConfig, OidcConfig};
+use crate::oidc::jwk::{self, VerifyingKey, VerifyingKeySet};
 
 /// The member of `events` that marks a JWT as a back-channel logout token (§2.4).
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -188,7 +189,7 @@ impl LogoutTokenError {
 /// checked for replay here; see [`LogoutToken::replay_horizon`].
 pub fn validate(
     token: &str,
-    keys: &CoreJsonWebKeySet,
+    keys: &VerifyingKeySet,
     rules: &LogoutTokenRules,
     now: DateTime<Utc>,
 ) -> Result<LogoutToken, LogoutTokenError> {
@@ -270,7 +271,7 @@ fn check_typ(typ: &str, strict: bool) -> Result<(), LogoutTokenError> {
 /// Picks the candidate keys the way openidconnect does for ID tokens (same `kid` when the token
 /// names one, a key usable for this algorithm) and accepts the token when one verifies it.
 fn verify_signature(
-    keys: &CoreJsonWebKeySet,
+    keys: &VerifyingKeySet,
     rules: &LogoutTokenRules,
     alg: &CoreJwsSigningAlgorithm,
     kid: Option<&str>,
@@ -282,17 +283,19 @@ fn verify_signature(
         let Some(secret) = &rules.client_secret else {
             return Err(LogoutTokenError::AlgNotAllowed);
         };
-        let key = CoreJsonWebKey::new_symmetric(secret.expose_secret().as_bytes().to_vec());
+        let key = VerifyingKey::new_symmetric(secret.expose_secret().as_bytes().to_vec());
         return key
             .verify_signature(alg, signing_input, signature)
             .map_err(|_| LogoutTokenError::BadSignature);
     }
 
-    let candidates: Vec<&CoreJsonWebKey> = keys
+    let candidates: Vec<&VerifyingKey> = keys
         .keys()
         .iter()
         .filter(|key| kid.is_none() || key.key_id().map(|id| id.as_str()) == kid)
-        .filter(|key| key_fits_alg(key, alg))
+        // Checked up front (verify_signature checks it again) so that "no such key" can be told
+        // apart from "a wrong signature".
+        .filter(|key| jwk::fits_signing_alg(*key, alg))
         .collect();
     if candidates.is_empty() {
         return Err(LogoutTokenError::UnknownKey);
@@ -305,22 +308,6 @@ fn verify_signature(
     } else {
         Err(LogoutTokenError::BadSignature)
     }
-}
-
-/// Whether `key` may verify `alg` signatures: the same rule `verify_signature` enforces
-/// (`use`, `kty`, `alg`), checked up front so that "no such key" can be told apart from
-/// "a wrong signature".
-fn key_fits_alg(key: &CoreJsonWebKey, alg: &CoreJwsSigningAlgorithm) -> bool {
-    let use_ok = key
-        .key_use()
-        .is_none_or(|key_use| key_use.allows_signature());
-    let kty_ok = alg.key_type().as_ref() == Some(key.key_type());
-    let alg_ok = match key.signing_alg() {
-        JsonWebKeyAlgorithm::Unspecified => true,
-        JsonWebKeyAlgorithm::Algorithm(key_alg) => key_alg == alg,
-        JsonWebKeyAlgorithm::Unsupported => false,
-    };
-    use_ok && kty_ok && alg_ok
 }
 
 /// Claim checks of §2.6 steps 4-7 (and §2.4's `jti`).
@@ -469,8 +456,9 @@ fn to_delta(duration: Duration) -> TimeDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::jwk::key_set_from_core;
     use hmac::{Hmac, Mac};
-    use openidconnect::core::CoreRsaPrivateSigningKey;
+    use openidconnect::core::{CoreJsonWebKeySet, CoreRsaPrivateSigningKey};
     use openidconnect::{JsonWebKeyId, PrivateSigningKey};
     use proptest::prelude::*;
     use serde_json::json;
@@ -550,10 +538,10 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
             .unwrap()
     }
 
-    fn jwks() -> CoreJsonWebKeySet {
-        CoreJsonWebKeySet::new(vec![
+    fn jwks() -> VerifyingKeySet {
+        key_set_from_core(&CoreJsonWebKeySet::new(vec![
             signing_key(TEST_KEY_PEM, Some(KID)).as_verification_key(),
-        ])
+        ]))
     }
 
     fn rules() -> LogoutTokenRules {
@@ -936,19 +924,19 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
         let token = sign_with(&other, &h, &claims());
         assert_eq!(check(&token), Err(LogoutTokenError::UnknownKey));
 
-        let refetched = CoreJsonWebKeySet::new(vec![
+        let refetched = key_set_from_core(&CoreJsonWebKeySet::new(vec![
             signing_key(TEST_KEY_PEM, Some(KID)).as_verification_key(),
             other.as_verification_key(),
-        ]);
+        ]));
         assert!(validate(&token, &refetched, &rules(), now()).is_ok());
     }
 
     #[test]
     fn without_kid_every_compatible_key_is_tried() {
-        let keys = CoreJsonWebKeySet::new(vec![
+        let keys = key_set_from_core(&CoreJsonWebKeySet::new(vec![
             signing_key(OTHER_KEY_PEM, Some("a")).as_verification_key(),
             signing_key(TEST_KEY_PEM, Some("b")).as_verification_key(),
-        ]);
+        ]));
         let token = sign(&without_header("kid"), &claims());
         assert!(validate(&token, &keys, &rules(), now()).is_ok());
     }
@@ -960,7 +948,7 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
             serde_json::to_value(signing_key(TEST_KEY_PEM, Some(KID)).as_verification_key())
                 .unwrap();
         jwk["alg"] = json!("RS256");
-        let keys = CoreJsonWebKeySet::new(vec![serde_json::from_value(jwk).unwrap()]);
+        let keys = VerifyingKeySet::new(vec![serde_json::from_value(jwk).unwrap()]);
         let token = sign(&with_header("alg", json!("PS256")), &claims());
         assert_eq!(
             validate(&token, &keys, &rules(), now()),

@@ -8,21 +8,24 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken,
-    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
+    CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreIdToken, CoreJwsSigningAlgorithm,
+    CoreTokenResponse,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
     EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
-    RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
+    OAuth2TokenResponse, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
+    SubjectIdentifier, TokenResponse, UserInfoClaims,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
 use crate::config::{OidcConfig, TokenAuthMethod};
+use crate::oidc::authorization::AuthorizationEndpoint;
+pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
+use crate::oidc::jwk::{self, VerifyingKeySet};
 
 /// The openidconnect client as built from discovery: auth URL set, token and userinfo URLs
 /// present if the IdP advertised them.
@@ -54,15 +57,6 @@ pub enum ProviderError {
     Invalid(String),
 }
 
-/// A fresh authorization request: the URL to send the browser to and the secrets to keep.
-#[derive(Debug)]
-pub struct AuthorizationRequest {
-    pub url: url::Url,
-    pub state: CsrfToken,
-    pub nonce: Nonce,
-    pub pkce_verifier: PkceCodeVerifier,
-}
-
 /// The result of a completed code exchange.
 #[derive(Debug)]
 pub struct Tokens {
@@ -72,7 +66,7 @@ pub struct Tokens {
 
 #[derive(Debug)]
 struct KeyCache {
-    keys: Arc<CoreJsonWebKeySet>,
+    keys: Arc<VerifyingKeySet>,
     /// When an unknown key last caused a refetch; the first one is always allowed.
     last_refetch: Option<Instant>,
 }
@@ -83,8 +77,7 @@ pub struct Provider {
     client: DiscoveredClient,
     metadata: ProviderMetadataWithLogout,
     rules: IdTokenRules,
-    scopes: Vec<Scope>,
-    auth_params: Vec<(String, String)>,
+    authorization: AuthorizationEndpoint,
     userinfo: bool,
     jwks_min_refresh_interval: Duration,
     keys: RwLock<KeyCache>,
@@ -171,18 +164,22 @@ impl Provider {
             clock_skew: cfg.clock_skew,
         };
         let keys = KeyCache {
-            keys: Arc::new(metadata.jwks().clone()),
+            keys: Arc::new(jwk::key_set_from_core(metadata.jwks())),
             last_refetch: None,
         };
+        let authorization = AuthorizationEndpoint::new(
+            metadata.authorization_endpoint().url(),
+            &cfg.client_id,
+            redirect_url,
+            &cfg.scopes,
+            cfg.auth_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         Ok(Self {
             client,
             rules,
-            scopes: cfg.scopes.iter().cloned().map(Scope::new).collect(),
-            auth_params: cfg
-                .auth_params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            authorization,
             userinfo: cfg.userinfo && metadata.userinfo_endpoint().is_some(),
             jwks_min_refresh_interval: cfg.jwks_min_refresh_interval,
             keys: RwLock::new(keys),
@@ -216,30 +213,7 @@ impl Provider {
 
     /// Builds a fresh authorization request with new `state`, `nonce` and PKCE S256 challenge.
     pub fn authorization_request(&self) -> AuthorizationRequest {
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = self
-            .client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
-            )
-            .set_pkce_challenge(challenge);
-        for scope in &self.scopes {
-            if scope.as_str() != "openid" {
-                request = request.add_scope(scope.clone());
-            }
-        }
-        for (key, value) in &self.auth_params {
-            request = request.add_extra_param(key.as_str(), value.as_str());
-        }
-        let (url, state, nonce) = request.url();
-        AuthorizationRequest {
-            url,
-            state,
-            nonce,
-            pkce_verifier: verifier,
-        }
+        self.authorization.request()
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
@@ -277,7 +251,7 @@ impl Provider {
     }
 
     /// The current key set.
-    pub async fn keys(&self) -> Arc<CoreJsonWebKeySet> {
+    pub async fn keys(&self) -> Arc<VerifyingKeySet> {
         self.keys.read().await.keys.clone()
     }
 
@@ -295,7 +269,7 @@ impl Provider {
         // Record the attempt first so a failing JWKS endpoint is not hammered either.
         cache.last_refetch = Some(Instant::now());
         let started = Instant::now();
-        let fresh = CoreJsonWebKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
+        let fresh = VerifyingKeySet::fetch_async(self.metadata.jwks_uri(), &self.http).await;
         observe("jwks", started);
         let fresh = fresh.map_err(|e| classify_request_error("jwks", e))?;
         cache.keys = Arc::new(fresh);
