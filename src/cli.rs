@@ -306,7 +306,7 @@ async fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(config.log.format, &config.log.level);
+    let _log_guard = crate::telemetry::init(config.log.format, &config.log.level);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

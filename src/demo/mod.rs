@@ -428,7 +428,7 @@ fn write_err(text: &str) {
 /// `discourse-oidc-bridge demo`: starts the three servers on `127.0.0.1:port..=port+2`, prints
 /// the URL to open and runs until Ctrl-C or SIGTERM.
 pub async fn run(config_path: Option<PathBuf>, port: u16) -> ExitCode {
-    crate::telemetry::init(LogFormat::Text, "info");
+    let _log_guard = crate::telemetry::init(LogFormat::Text, "info");
     let Some(addresses) = DemoAddresses::loopback(port) else {
         write_err("demo: --port must be between 1 and 65533 (the demo uses it and the next two)\n");
         return ExitCode::from(2);
