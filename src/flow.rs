@@ -221,7 +221,16 @@ pub fn take_logout_state(cookies: &Cookies, key: &Key, name: &'static str) -> Op
 /// several replicas the IdP's single-use authorization codes remain the backstop.
 #[derive(Debug, Default)]
 pub struct UsedStates {
-    seen: Mutex<HashMap<[u8; 32], i64>>,
+    seen: Mutex<SeenStates>,
+}
+
+#[derive(Debug, Default)]
+struct SeenStates {
+    /// SHA-256 of the state → until when it counts as used (Unix seconds).
+    until: HashMap<[u8; 32], i64>,
+    /// When expired entries were last dropped: at most once a second, so that a busy bridge
+    /// does not scan every login of the last `login_timeout` on every callback.
+    pruned_at: i64,
 }
 
 impl UsedStates {
@@ -232,22 +241,55 @@ impl UsedStates {
         let Ok(mut seen) = self.seen.lock() else {
             return false;
         };
-        if seen.len() > 1024 {
-            seen.retain(|_, until| *until > now);
+        if now > seen.pruned_at {
+            seen.until.retain(|_, until| *until > now);
+            seen.pruned_at = now;
         }
-        match seen.get(&digest) {
+        match seen.until.get(&digest) {
             Some(until) if *until > now => false,
             _ => {
-                seen.insert(digest, expires_at);
+                seen.until.insert(digest, expires_at);
                 true
             }
         }
+    }
+
+    /// States remembered right now (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.seen.lock().map_or(0, |seen| seen.until.len())
+    }
+
+    /// Whether no state is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_states_are_refused_until_they_expire_and_then_forgotten() {
+        let used = UsedStates::default();
+        assert!(used.mark_used("a", 100, 700));
+        assert!(!used.mark_used("a", 101, 700), "a replay is refused");
+        for n in 0..2000 {
+            assert!(used.mark_used(&format!("s{n}"), 102, 702));
+        }
+        assert!(
+            !used.mark_used("a", 699, 700),
+            "still refused just before expiry"
+        );
+        assert_eq!(used.len(), 2001);
+        // A second later everything has expired and is dropped.
+        assert!(used.mark_used("b", 703, 1300));
+        assert_eq!(used.len(), 1);
+        assert!(
+            used.mark_used("a", 704, 1300),
+            "an expired state is no longer known"
+        );
+    }
 
     fn sample(created_at: i64) -> LoginInFlight {
         LoginInFlight {
