@@ -449,7 +449,7 @@ async fn run() {
         forum_url: forum_url.clone(),
         log_level: log_level.to_owned(),
         relay: false,
-        userinfo: true,
+        userinfo: "\"auto\"".into(),
     };
     let bridge_info = bridge_settings("info");
     let bridge = BridgeProcess::start(&bridge_info, dir.path(), "bridge-info").await;

@@ -11,8 +11,8 @@
 //! in its own process.
 //!
 //! Run with `cargo bench --bench full_login`. Knobs (environment): `FULL_LOGIN_COUNT` (300 per
-//! round), `FULL_LOGIN_ROUNDS` (3), `FULL_LOGIN_WARMUP` (30), `FULL_LOGIN_CONCURRENCY` (4), `FULL_LOGIN_USERINFO` (true: the
-//! bridge's `[oidc] userinfo`). Needs Node.js and npm; installs
+//! round), `FULL_LOGIN_ROUNDS` (3), `FULL_LOGIN_WARMUP` (30), `FULL_LOGIN_CONCURRENCY` (4), `FULL_LOGIN_USERINFO` (auto, true
+//! or false: the bridge's `[oidc] userinfo`). Needs Node.js and npm; installs
 //! `tests/node` from its lockfile when needed, like the end-to-end tests.
 
 // A benchmark reports on stdout and stops at the first thing that is not as expected.
@@ -380,7 +380,11 @@ async fn run() {
     let rounds: usize = env_number("FULL_LOGIN_ROUNDS", if smoke { 1 } else { 3 });
     let warmup: usize = env_number("FULL_LOGIN_WARMUP", if smoke { 2 } else { 30 });
     let concurrency: usize = env_number("FULL_LOGIN_CONCURRENCY", 4);
-    let userinfo: bool = env_number("FULL_LOGIN_USERINFO", true);
+    let userinfo = match std::env::var("FULL_LOGIN_USERINFO").as_deref() {
+        Ok("true") => "true",
+        Ok("false") => "false",
+        _ => "auto",
+    };
     let hz = clock_ticks_per_second();
 
     let dir = work_dir("full-login-");
@@ -390,7 +394,11 @@ async fn run() {
         forum_url: format!("http://127.0.0.1:{}", free_port()),
         log_level: "info".into(),
         relay: true,
-        userinfo,
+        userinfo: if userinfo == "auto" {
+            "\"auto\"".into()
+        } else {
+            userinfo.into()
+        },
     };
     let idp = IdpProcess::start(
         &idp_config(&settings.base_url()),
@@ -409,8 +417,8 @@ async fn run() {
 
     println!(
         "full login: {rounds} rounds of {count} logins ({warmup} more as warm-up), {concurrency} \
-         at a time, each a new browser; userinfo {}; IdP: npm oidc-provider (node); CLK_TCK {hz}",
-        if userinfo { "on" } else { "off" }
+         at a time, each a new browser; userinfo {userinfo}; IdP: npm oidc-provider (node); \
+         CLK_TCK {hz}"
     );
     logins(sites.clone(), warmup, concurrency).await;
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use discourse_oidc_bridge::config::{
-    Config, ConfigErrors, LogFormat, TokenAuthMethod, check_report, load_from, load_from_str,
+    Config, ConfigErrors, LogFormat, TokenAuthMethod, UserinfoMode, check_report, load_from,
+    load_from_str,
 };
 use secrecy::ExposeSecret;
 
@@ -100,7 +101,7 @@ fn defaults_fill_every_optional_key() {
     assert!(config.discourse.api_key.is_none());
     assert_eq!(config.oidc.scopes, ["openid", "email", "profile"]);
     assert!(config.oidc.auth_params.is_empty());
-    assert!(config.oidc.userinfo);
+    assert_eq!(config.oidc.userinfo, UserinfoMode::Auto);
     assert_eq!(config.oidc.token_auth_method, TokenAuthMethod::Auto);
     assert_eq!(config.oidc.clock_skew, Duration::from_secs(60));
     assert_eq!(config.oidc.http_timeout, Duration::from_secs(10));
@@ -307,7 +308,7 @@ fn the_environment_beats_the_file() {
         .collect();
     assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32"]);
     assert_eq!(config.oidc.scopes, ["openid", "email", "groups"]);
-    assert!(!config.oidc.userinfo);
+    assert_eq!(config.oidc.userinfo, UserinfoMode::Never);
     assert_eq!(
         config.oidc.token_auth_method,
         TokenAuthMethod::ClientSecretPost
@@ -354,8 +355,8 @@ fn wrongly_typed_environment_values_name_the_variable() {
     assert_eq!(
         lines,
         [
-            "oidc.userinfo: expected a boolean, found string \"maybe\" (set by environment \
-             variable BRIDGE_OIDC__USERINFO)",
+            "oidc.userinfo: expected true, false or \"auto\", found string \"maybe\" (set by \
+             environment variable BRIDGE_OIDC__USERINFO)",
             "limits.login_per_minute: expected a whole number, found string \"lots\" (set by \
              environment variable BRIDGE_LIMITS__LOGIN_PER_MINUTE)",
         ]

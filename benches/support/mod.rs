@@ -107,8 +107,8 @@ pub struct BridgeSettings {
     pub log_level: String,
     /// Adds an admin API key, which switches the logout relay worker on as in production.
     pub relay: bool,
-    /// `[oidc] userinfo`: fetch userinfo after the code exchange (the default).
-    pub userinfo: bool,
+    /// `[oidc] userinfo` as a TOML value: `"auto"` (the default), `true` or `false`.
+    pub userinfo: String,
 }
 
 impl BridgeSettings {

@@ -630,7 +630,9 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with("oidc.userinfo: expected a boolean"))
+                .any(|l| l
+                    == "oidc.userinfo: expected true, false or \"auto\", found string \"maybe\""),
+            "{lines:#?}"
         );
         assert!(
             lines

@@ -150,6 +150,52 @@ pub enum TokenAuthMethod {
     None,
 }
 
+/// When the userinfo endpoint is called after a login (`oidc.userinfo`: `true`, `false` or
+/// `"auto"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// On every login.
+    Always,
+    /// Never: the ID token's claims are all there is.
+    Never,
+    /// Only when a claim the mapping reads is absent from the ID token (IdPs that put every
+    /// claim in the ID token, such as Keycloak, Google and Entra ID, then cost one request less).
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for UserinfoMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModeVisitor;
+
+        impl serde::de::Visitor<'_> for ModeVisitor {
+            type Value = UserinfoMode;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<UserinfoMode, E> {
+                Ok(if value {
+                    UserinfoMode::Always
+                } else {
+                    UserinfoMode::Never
+                })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<UserinfoMode, E> {
+                match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(UserinfoMode::Always),
+                    "false" => Ok(UserinfoMode::Never),
+                    "auto" => Ok(UserinfoMode::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(value), &self)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(ModeVisitor)
+    }
+}
+
 /// `[oidc]`
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
@@ -168,8 +214,8 @@ pub struct OidcConfig {
     /// Extra authorization request parameters (e.g. `prompt`, `kc_idp_hint`, `hd`); never one
     /// the bridge sets itself.
     pub auth_params: BTreeMap<String, String>,
-    /// Fetch userinfo and merge it over the ID token's claims.
-    pub userinfo: bool,
+    /// When to fetch userinfo and merge it over the ID token's claims.
+    pub userinfo: UserinfoMode,
     pub token_auth_method: TokenAuthMethod,
     /// Allowed clock difference for `exp` / `iat`.
     pub clock_skew: Duration,

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::{LogFormat, TokenAuthMethod};
+use super::{LogFormat, TokenAuthMethod, UserinfoMode};
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 /// The whole file. Every section may be left out; required keys are reported by validation so
@@ -80,7 +80,7 @@ pub(crate) struct RawOidc {
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) scopes: Vec<String>,
     pub(crate) auth_params: BTreeMap<String, String>,
-    pub(crate) userinfo: bool,
+    pub(crate) userinfo: UserinfoMode,
     pub(crate) token_auth_method: TokenAuthMethod,
     pub(crate) clock_skew: String,
     pub(crate) http_timeout: String,
@@ -96,7 +96,7 @@ impl Default for RawOidc {
             client_secret_file: None,
             scopes: ["openid", "email", "profile"].map(str::to_owned).to_vec(),
             auth_params: BTreeMap::new(),
-            userinfo: true,
+            userinfo: UserinfoMode::Auto,
             token_auth_method: TokenAuthMethod::Auto,
             clock_skew: "60s".to_owned(),
             http_timeout: "10s".to_owned(),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tower_cookies::Cookies;
 
 use crate::app::AppState;
+use crate::config::UserinfoMode;
 use crate::discourse::connect::{Field, SsoRequest};
 use crate::error::AppError;
 use crate::flow::{self, LoginInFlight};
@@ -132,20 +133,35 @@ pub async fn callback(
     let code = params.code.ok_or(AppError::BadCallback("no code"))?;
 
     let tokens = provider.exchange_code(code, login.pkce_verifier).await?;
-    let verified = provider
+    let mut verified = provider
         .verify_id_token(&tokens.id_token, &Nonce::new(login.oidc_nonce), now)
         .await?;
     tracing::Span::current().record("sub", verified.subject.as_str());
-    let claims = if provider.uses_userinfo() {
+    let mapper = state.mapper();
+    let fetch_userinfo = match provider.userinfo_mode() {
+        UserinfoMode::Always => true,
+        UserinfoMode::Never => false,
+        UserinfoMode::Auto => match mapper.first_absent_claim(&verified.claims) {
+            Some(claim) => {
+                tracing::debug!(
+                    claim,
+                    "the ID token lacks a mapped claim: fetching userinfo"
+                );
+                true
+            }
+            None => false,
+        },
+    };
+    let claims = if fetch_userinfo {
         let userinfo = provider
             .userinfo(tokens.access_token, &verified.subject)
             .await?;
         merge_claims(&verified.claims, userinfo)
     } else {
-        verified.claims.clone()
+        std::mem::take(&mut verified.claims)
     };
 
-    let mapped = match state.mapper().map(&claims) {
+    let mapped = match mapper.map(&claims) {
         Outcome::Allowed(mapped) => mapped,
         Outcome::Denied(denial) => {
             metrics::counter!("bridge_logins_denied_total").increment(1);

@@ -84,6 +84,16 @@ fn valid_domain(domain: &str) -> bool {
 }
 
 impl CompiledAccess {
+    /// Whether a rule needs the login's groups.
+    pub(super) fn reads_groups(&self) -> bool {
+        !self.allowed_groups.is_empty()
+    }
+
+    /// Whether a rule reads Google's `hd` claim.
+    pub(super) fn reads_hosted_domain(&self) -> bool {
+        !self.hosted_domains.is_empty()
+    }
+
     /// Compiles `[access]`.
     pub fn compile(
         config: &AccessConfig,

@@ -173,6 +173,29 @@ pub struct CompiledFields {
 }
 
 impl CompiledFields {
+    /// The first claim the fields would read that `claims` lack (see
+    /// [`CompiledSource::first_absent_claim`]), including the `email_verified` claim when an
+    /// email is mapped.
+    pub(super) fn first_absent_claim(&self, claims: &Map<String, Value>) -> Option<&ClaimPath> {
+        let sources = [
+            Some(&self.external_id),
+            Some(&self.email),
+            self.synthetic_email.as_ref(),
+            Some(&self.username),
+        ];
+        let absent = sources
+            .into_iter()
+            .flatten()
+            .chain(self.profile.iter().map(|(_, _, _, source)| source))
+            .chain(self.custom.iter().map(|(_, _, source)| source))
+            .find_map(|source| source.first_absent_claim(claims));
+        absent.or_else(|| {
+            self.email_verified_claim
+                .as_ref()
+                .filter(|path| !self.email.is_empty() && path.lookup(claims).is_none())
+        })
+    }
+
     /// Compiles `[mapping]`, adding its templates to `env`.
     pub fn compile(
         config: &MappingConfig,

@@ -549,6 +549,11 @@ impl CompiledGroups {
         }
     }
 
+    /// The claims the groups are read from.
+    pub(super) fn claim_paths(&self) -> &[ClaimPath] {
+        &self.sources
+    }
+
     /// Whether any group change or role can reach Discourse.
     pub fn is_active(&self) -> bool {
         self.produces_groups

@@ -155,6 +155,25 @@ impl Mapper {
         &self.warnings
     }
 
+    /// The first claim the rules read that `claims` lack, if any: with `oidc.userinfo = "auto"`
+    /// the bridge fetches userinfo only then. The groups claim counts when groups reach
+    /// Discourse or an access rule needs them.
+    pub fn first_absent_claim(&self, claims: &Map<String, Value>) -> Option<&str> {
+        let groups = if self.groups.is_active() || self.access.reads_groups() {
+            self.groups.claim_paths()
+        } else {
+            &[]
+        };
+        let absent = self
+            .fields
+            .first_absent_claim(claims)
+            .or_else(|| groups.iter().find(|path| path.lookup(claims).is_none()))
+            .map(claims::ClaimPath::as_str);
+        absent.or_else(|| {
+            (self.access.reads_hosted_domain() && !claims.contains_key("hd")).then_some("hd")
+        })
+    }
+
     /// Maps one login's merged claims.
     pub fn map(&self, claims: &Map<String, Value>) -> Outcome {
         let mut trace = Vec::new();
@@ -509,6 +528,57 @@ mod tests {
             };
             assert_eq!(got, *expected, "{policy:?} {verified}");
         }
+    }
+
+    #[test]
+    fn absent_claims_are_those_that_could_change_the_outcome() {
+        let mapper = default_mapper();
+        let full = claims(json!({
+            "sub": "u-1", "email": "a@example.com", "email_verified": true,
+            "preferred_username": "alice", "name": "Alice", "picture": "https://x.test/a.png",
+        }));
+        assert_eq!(mapper.first_absent_claim(&full), None);
+        // A source's first alternative settles it; a missing one could still come from userinfo.
+        let mut thin = full.clone();
+        thin.remove("preferred_username");
+        assert_eq!(mapper.first_absent_claim(&thin), Some("preferred_username"));
+        let mut unverified = full.clone();
+        unverified.remove("email_verified");
+        assert_eq!(
+            mapper.first_absent_claim(&unverified),
+            Some("email_verified")
+        );
+        // The default groups section is inactive: no groups claim is needed.
+        assert!(!full.contains_key("groups"));
+
+        let with_rules = Mapper::compile(
+            &MappingConfig {
+                name: Source::FirstOf(vec![
+                    Single::Template("{{ given_name }} {{ family_name }}".into()),
+                    Single::Claim("name".into()),
+                ]),
+                ..MappingConfig::default()
+            },
+            &GroupsConfig::default(),
+            &AccessConfig {
+                hosted_domains: vec!["example.com".into()],
+                allowed_groups: vec!["staff".into()],
+                ..AccessConfig::default()
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            with_rules.first_absent_claim(&full),
+            Some("given_name" | "family_name")
+        ));
+        let mut named = full.clone();
+        named.insert("given_name".into(), json!("Alice"));
+        named.insert("family_name".into(), json!("Liddell"));
+        assert_eq!(with_rules.first_absent_claim(&named), Some("groups"));
+        named.insert("groups".into(), json!(["staff"]));
+        assert_eq!(with_rules.first_absent_claim(&named), Some("hd"));
+        named.insert("hd".into(), json!("example.com"));
+        assert_eq!(with_rules.first_absent_claim(&named), None);
     }
 
     #[test]

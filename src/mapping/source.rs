@@ -293,6 +293,24 @@ impl CompiledSource {
         CompiledSource { alternatives }
     }
 
+    /// The claim of this source that `claims` lack, when that matters: alternatives are tried
+    /// in order, so the first one decides. When its claims are present it settles the source;
+    /// when one is absent, another claim set (userinfo) could still supply it and change the
+    /// outcome. Later alternatives never matter here.
+    pub fn first_absent_claim(&self, claims: &Map<String, Value>) -> Option<&ClaimPath> {
+        match self
+            .alternatives
+            .first()
+            .map(|(_, alternative)| alternative)
+        {
+            Some(Alternative::Claim(path)) => path.lookup(claims).is_none().then_some(path),
+            Some(Alternative::Template { variables, .. }) => {
+                variables.iter().find(|path| path.lookup(claims).is_none())
+            }
+            Some(Alternative::Value(_)) | None => None,
+        }
+    }
+
     /// Whether the source can ever produce a value.
     pub fn is_empty(&self) -> bool {
         self.alternatives.is_empty()

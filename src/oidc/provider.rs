@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
-use crate::config::{OidcConfig, TokenAuthMethod};
+use crate::config::{OidcConfig, TokenAuthMethod, UserinfoMode};
 use crate::oidc::authorization::AuthorizationEndpoint;
 pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
@@ -78,7 +78,7 @@ pub struct Provider {
     metadata: ProviderMetadataWithLogout,
     rules: IdTokenRules,
     authorization: AuthorizationEndpoint,
-    userinfo: bool,
+    userinfo: UserinfoMode,
     jwks_min_refresh_interval: Duration,
     keys: RwLock<KeyCache>,
     http: reqwest::Client,
@@ -180,7 +180,11 @@ impl Provider {
             client,
             rules,
             authorization,
-            userinfo: cfg.userinfo && metadata.userinfo_endpoint().is_some(),
+            userinfo: if metadata.userinfo_endpoint().is_some() {
+                cfg.userinfo
+            } else {
+                UserinfoMode::Never
+            },
             jwks_min_refresh_interval: cfg.jwks_min_refresh_interval,
             keys: RwLock::new(keys),
             metadata,
@@ -305,8 +309,8 @@ impl Provider {
         }
     }
 
-    /// Whether userinfo is fetched (configured and advertised).
-    pub fn uses_userinfo(&self) -> bool {
+    /// When userinfo is fetched: as configured, and never when the IdP advertises no endpoint.
+    pub fn userinfo_mode(&self) -> UserinfoMode {
         self.userinfo
     }
 

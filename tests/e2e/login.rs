@@ -345,3 +345,73 @@ async fn an_idp_that_is_down_gives_a_502() {
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert!(s.forum.logins().is_empty());
 }
+
+/// A whole login of `user` through the current bridge; returns what the forum received.
+async fn complete_login(s: &Setup, user: &str) -> std::collections::BTreeMap<String, String> {
+    let browser = Browser::new();
+    let authorize = start_login(s, &browser).await;
+    let callback = browser.login_at_idp(&authorize, user).await;
+    let answer = finish_at_bridge(&browser, &callback).await;
+    assert_eq!(answer.status(), StatusCode::FOUND, "{}", body(answer).await);
+    let landed = browser.step(&answer).await;
+    assert!(
+        landed.status().is_redirection(),
+        "forum accepted the answer"
+    );
+    s.forum.logins().last().expect("a login").payload.clone()
+}
+
+#[tokio::test]
+async fn userinfo_is_requested_only_when_the_id_token_lacks_a_mapped_claim() {
+    // Default ("auto"), and the ID token carries every claim the mapping reads: userinfo is not
+    // requested, so a change queued for the next userinfo answer stays queued.
+    let s = setup("").await;
+    s.idp
+        .mutate_next_userinfo(json!({ "name": "Name From Userinfo" }))
+        .await;
+    let payload = complete_login(&s, "alice").await;
+    assert_eq!(
+        payload.get("name").map(String::as_str),
+        Some("Alice Liddell")
+    );
+
+    // `userinfo = true`: requested on every login, and its claims win over the ID token's.
+    let Setup { idp, forum, bridge } = s;
+    bridge.stop().await;
+    let always =
+        TestBridge::start_with_env(&idp, &forum, "", &[("BRIDGE_OIDC__USERINFO", "true")]).await;
+    let s = Setup {
+        idp,
+        forum,
+        bridge: always,
+    };
+    let payload = complete_login(&s, "alice").await;
+    assert_eq!(
+        payload.get("name").map(String::as_str),
+        Some("Name From Userinfo"),
+        "the queued userinfo answer was the next one, so auto never asked"
+    );
+}
+
+#[tokio::test]
+async fn with_a_thin_id_token_auto_mode_takes_the_claims_from_userinfo() {
+    // The OP's own default: scope claims (email, profile) only at userinfo.
+    let s = setup_with(
+        IdpOptions {
+            conform_id_token_claims: true,
+            ..IdpOptions::default()
+        },
+        "",
+    )
+    .await;
+    let payload = complete_login(&s, "alice").await;
+    assert_eq!(
+        payload.get("email").map(String::as_str),
+        Some("alice@example.test")
+    );
+    assert_eq!(
+        payload.get("name").map(String::as_str),
+        Some("Alice Liddell")
+    );
+    assert_eq!(payload.get("username").map(String::as_str), Some("alice"));
+}
