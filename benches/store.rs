@@ -1,7 +1,8 @@
 //! Criterion benchmark of what recording one login costs the bridge's store (redb on the local
 //! disk), in CPU time of the calling thread (kernel time of `fdatasync` included, time waiting
-//! for the disk not): the store as the callback uses it, two write transactions in redb's
-//! multi-writer mode, against the same records written in one transaction, in multi-writer and
+//! for the disk not): the group commit the login writer does (`record_logins`, one login alone
+//! and 30 together), the two write transactions per login the callback used to make in redb's
+//! multi-writer mode, and the same records written in one transaction, in multi-writer and
 //! in the default exclusive-writer mode (with and without syncing). The latter are what the
 //! store could do instead; they use the store's table layout and JSON values, written here
 //! directly with redb.
@@ -24,7 +25,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main};
-use discourse_oidc_bridge::store::{LoginRecord, LogoutStore, RedbStore, SessionRecord};
+use discourse_oidc_bridge::store::{
+    CompletedLogin, LoginRecord, LogoutStore, RedbStore, SessionRecord,
+};
 use redb::{Builder, ConcurrencyMode, Database, Durability, ReadableTable, TableDefinition};
 use serde_json::json;
 
@@ -134,6 +137,34 @@ fn bench_store(c: &mut CpuCriterion) {
             store.put_session(&id, &session).unwrap();
         })
     });
+
+    // What the login writer does now: every login finished in one `commit_interval` goes into
+    // one transaction (`record_logins`). One login alone (an idle bridge), and a batch of 30
+    // (about 300 logins/s at the default 100 ms); divide the batch's time by 30 for one login.
+    for (name, batch) in [
+        ("bridge_record_logins_batch_of_1", 1u64),
+        ("bridge_record_logins_batch_of_30", 30u64),
+    ] {
+        let dir = support::work_dir("store-bench-");
+        let store = RedbStore::open(dir.path()).unwrap();
+        let mut n = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let logins: Vec<CompletedLogin> = (0..batch)
+                    .map(|_| {
+                        n += 1;
+                        let (session_id, login, session) = records(n, now);
+                        CompletedLogin {
+                            login,
+                            session_id,
+                            session,
+                        }
+                    })
+                    .collect();
+                store.record_logins(&logins).unwrap();
+            })
+        });
+    }
 
     // The last one does not sync: it shows how much of the cost is the `fdatasync`.
     for (name, mode, durability) in [
