@@ -23,6 +23,9 @@ use tokio::time::Instant;
 
 use crate::store::{self, CompletedLogin, LogoutStore};
 
+/// The `written` value after the writer task has returned: nothing more will be written.
+const WRITER_GONE: u64 = u64::MAX;
+
 /// Handle for recording logins; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LoginWriter {
@@ -43,7 +46,8 @@ struct Shared {
     queued: Notify,
     /// Signalled when somebody waits for the queue to be written: skip the interval.
     flush_requested: Notify,
-    /// Sequence number of the last login that was written (or given up on).
+    /// Sequence number of the last login that was written (or given up on); [`WRITER_GONE`]
+    /// once the writer task has returned, so that nobody waits for it any more.
     written: watch::Sender<u64>,
     /// Transactions committed so far.
     commits: AtomicU64,
@@ -88,6 +92,11 @@ impl LoginWriter {
             queue.last_queued
         };
         self.shared.queued.notify_one();
+        if *self.shared.written.borrow() == WRITER_GONE {
+            // Only possible while the process stops: the server drains before the writer does.
+            tracing::warn!("a login finished after the login writer stopped and is not recorded");
+            return;
+        }
         if self.shared.interval.is_zero() {
             self.shared.request_flush(sequence);
             self.wait_until_written(sequence).await;
@@ -135,7 +144,8 @@ impl Shared {
 }
 
 impl LoginWriterTask {
-    /// Commits queued logins until `stop` turns true, then commits what is left and returns.
+    /// Commits queued logins until `stop` turns true (or its sender is dropped), then commits
+    /// what is left, releases every waiter and returns.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut last_commit: Option<Instant> = None;
         'writing: loop {
@@ -159,6 +169,7 @@ impl LoginWriterTask {
             }
         }
         self.commit_queued().await;
+        self.shared.written.send_replace(WRITER_GONE);
     }
 
     /// Writes everything queued in one transaction. Returns whether there was anything.
@@ -237,48 +248,66 @@ mod tests {
         }
     }
 
-    fn open(dir: &tempfile::TempDir) -> Arc<RedbStore> {
-        Arc::new(RedbStore::open(dir.path()).unwrap())
-    }
-
-    fn start(
+    /// A store in a fresh directory and a running writer over it. Keep `dir` and
+    /// `stop` alive: dropping them deletes the store or stops the writer.
+    struct Running {
+        dir: tempfile::TempDir,
         store: Arc<RedbStore>,
-        interval: Duration,
-    ) -> (
-        LoginWriter,
-        watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let (writer, task) = LoginWriter::new(store, interval);
-        let (stop, stopped) = watch::channel(false);
-        let running = tokio::spawn(task.run(stopped));
-        (writer, stop, running)
+        writer: LoginWriter,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
     }
 
-    #[tokio::test]
-    async fn a_login_on_an_idle_store_is_committed_without_waiting_for_the_interval() {
+    fn running(interval: Duration) -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, _stop, _task) = start(store.clone(), Duration::from_secs(3600));
-        writer.record(completed(1)).await;
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let (writer, task) = LoginWriter::new(store.clone(), interval);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(task.run(stopped));
+        Running {
+            dir,
+            store,
+            writer,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits (up to 10 s) until `sid` is found in the store.
+    async fn until_written(store: &RedbStore, sid: &str) {
         tokio::time::timeout(Duration::from_secs(10), async {
-            while writer.commits() == 0 {
+            while store.external_id_for_sid(ISS, sid).unwrap().is_none() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("the first login is committed at once");
-        assert_eq!(
-            store.external_id_for_sid(ISS, "sid-1").unwrap().as_deref(),
-            Some("ext-1")
-        );
+        .unwrap_or_else(|_| panic!("{sid} was never written"));
+    }
+
+    #[tokio::test]
+    async fn a_login_on_an_idle_store_is_committed_without_waiting_for_the_interval() {
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop: _stop,
+            ..
+        } = running(Duration::from_secs(3600));
+        writer.record(completed(1)).await;
+        // Well within the hour-long interval: the first login is committed at once.
+        until_written(&store, "sid-1").await;
+        assert_eq!(writer.commits(), 1);
     }
 
     #[tokio::test]
     async fn logins_queued_within_the_interval_share_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, _stop, _task) = start(store.clone(), Duration::from_secs(3600));
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop: _stop,
+            ..
+        } = running(Duration::from_secs(3600));
         writer.record(completed(0)).await;
         writer.flush().await;
         assert_eq!(writer.commits(), 1);
@@ -306,28 +335,30 @@ mod tests {
 
     #[tokio::test]
     async fn under_load_the_interval_bounds_the_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, _stop, _task) = start(store.clone(), Duration::from_millis(50));
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop: _stop,
+            ..
+        } = running(Duration::from_millis(50));
         writer.record(completed(0)).await;
         writer.flush().await;
         writer.record(completed(1)).await;
         // Nobody flushes: the writer commits by itself once the interval has passed.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while store.external_id_for_sid(ISS, "sid-1").unwrap().is_none() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("committed after the interval");
+        until_written(&store, "sid-1").await;
         assert_eq!(writer.commits(), 2);
     }
 
     #[tokio::test]
     async fn a_zero_interval_makes_record_wait_for_durability() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, _stop, _task) = start(store.clone(), Duration::ZERO);
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop: _stop,
+            ..
+        } = running(Duration::ZERO);
         for n in 0..5 {
             writer.record(completed(n)).await;
             // Already written when `record` returns, without a flush.
@@ -343,9 +374,13 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_waiting_logins_share_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, _stop, _task) = start(store.clone(), Duration::ZERO);
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop: _stop,
+            ..
+        } = running(Duration::ZERO);
         let logins: Vec<_> = (0..64)
             .map(|n| {
                 let writer = writer.clone();
@@ -368,9 +403,13 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_commits_what_is_queued_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (writer, stop, task) = start(store.clone(), Duration::from_secs(3600));
+        let Running {
+            dir,
+            store,
+            writer,
+            stop,
+            task,
+        } = running(Duration::from_secs(3600));
         writer.record(completed(0)).await;
         writer.flush().await;
         writer.record(completed(1)).await;
@@ -391,9 +430,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dropped_stop_sender_stops_the_writer_without_leaving_anybody_waiting() {
+        let Running {
+            store,
+            writer,
+            dir: _dir,
+            stop,
+            task,
+        } = running(Duration::ZERO);
+        writer.record(completed(0)).await;
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the writer returns")
+            .unwrap();
+        // Neither a late login nor a flush waits for a writer that is gone.
+        tokio::time::timeout(Duration::from_secs(1), async {
+            writer.record(completed(1)).await;
+            writer.flush().await;
+        })
+        .await
+        .expect("nobody waits for a stopped writer");
+        assert!(store.external_id_for_sid(ISS, "sid-0").unwrap().is_some());
+    }
+
+    #[tokio::test]
     async fn flush_with_nothing_queued_returns_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
         // No task runs at all: a flush that had to wait would hang here.
         let (writer, _task) = LoginWriter::new(store.clone(), Duration::from_millis(100));
         tokio::time::timeout(Duration::from_secs(1), writer.flush())

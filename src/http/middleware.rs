@@ -3,9 +3,9 @@
 //! security headers) inside. Two layers rather than one per concern keeps the per-request cost
 //! of the entry hop low.
 
-use axum::body::Body;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
