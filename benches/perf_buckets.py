@@ -4,6 +4,9 @@
 Usage:
     perf script -i perf.data -F tid,ip,sym,dso | python3 benches/perf_buckets.py entry|login
 
+`login` also buckets a profile of the full-login benchmark's bare login server (its process is
+the benchmark binary started with `--bare-login-server`), so the two can be compared.
+
 Each sample goes to one bucket: kernel samples inside the scheduler are "thread wake-ups and
 context switches"; every other sample is walked from the innermost frame outwards and lands in
 the first bucket one of its frames names (so malloc called by the store counts as the store).
@@ -38,8 +41,9 @@ BUCKETS = {
     "login": [
         ("store: redb write transactions, fdatasync included",
          ["redb::", "LogoutStore", "fdatasync"]),
-        ("ID token: RS256 signature (rsa / num-bigint-dig)",
-         ["verify_rsa_signature", "num_bigint_dig"]),
+        ("ID token: RS256 signature (ring; rsa / num-bigint-dig before)",
+         ["ring_core", "ring::rsa", "ring::arithmetic", "VerifyingKey", "verify_rsa_signature",
+          "num_bigint_dig"]),
         ("ID token: other checks", ["id_token::validate"]),
         ("claim mapping", ["mapping::Mapper", "minijinja"]),
         ("logging: tracing-subscriber, write(2) of log lines",
@@ -55,7 +59,8 @@ BUCKETS = {
           "ip_", "net_rx", "__netif", "accept"]),
         ("cookie jar: parse Cookie, encode Set-Cookie (tower-cookies)",
          ["tower_cookies", "cookie::"]),
-        ("/sso and /callback handlers, other", ["login::start", "login::callback"]),
+        ("/sso and /callback handlers, other",
+         ["login::start", "login::callback", "full_login::bare"]),
         ("middleware: request id, span, timeout, limits, headers",
          ["middleware::", "tower_http", "tokio::time"]),
         ("HTTP/1 server: hyper parse/encode, axum routing", ["hyper::", "axum::", "http::"]),

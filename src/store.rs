@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    Table, TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -420,58 +420,78 @@ impl RedbStore {
     }
 }
 
-/// Adds `login` to the login tables inside an open write transaction.
-fn insert_login(txn: &WriteTransaction, login: &LoginRecord) -> Result<(), StoreError> {
-    let mut by_sub = txn.open_table(LOGINS_BY_SUB)?;
-    let key = (login.iss.as_str(), login.sub.as_str());
-    let mut ids: BTreeMap<String, i64> = match by_sub.get(key)? {
-        Some(value) => decode("logins_by_sub", value.value())?,
-        None => BTreeMap::new(),
-    };
-    ids.insert(
-        login.external_id.clone(),
-        login.logged_in_at.timestamp_millis(),
-    );
-    by_sub.insert(key, encode("logins_by_sub", &ids)?.as_slice())?;
-
-    if let Some(sid) = &login.sid {
-        let mut by_sid = txn.open_table(LOGINS_BY_SID)?;
-        let entry = SidEntry {
-            external_id: login.external_id.clone(),
-            logged_in_at: login.logged_in_at,
-        };
-        by_sid.insert(
-            (login.iss.as_str(), sid.as_str()),
-            encode("logins_by_sid", &entry)?.as_slice(),
-        )?;
-    }
-    Ok(())
+/// The tables a login writes, opened once per write transaction (opening a table costs a
+/// lookup in the transaction's table tree, and closing it writes its root back).
+struct LoginTables<'txn> {
+    by_sub: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    by_sid: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    sessions: Table<'txn, &'static str, &'static [u8]>,
 }
 
-/// Stores a browser session inside an open write transaction.
-fn insert_session(
-    txn: &WriteTransaction,
-    session_id: &str,
-    session: &SessionRecord,
-) -> Result<(), StoreError> {
-    txn.open_table(SESSIONS)?
-        .insert(session_id, encode("sessions", session)?.as_slice())?;
-    Ok(())
+impl<'txn> LoginTables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            by_sub: txn.open_table(LOGINS_BY_SUB)?,
+            by_sid: txn.open_table(LOGINS_BY_SID)?,
+            sessions: txn.open_table(SESSIONS)?,
+        })
+    }
+
+    /// Records who logged in: `(iss, sub)` → every `external_id` with its time, and
+    /// `(iss, sid)` → the session's `external_id`.
+    fn insert_login(&mut self, login: &LoginRecord) -> Result<(), StoreError> {
+        let key = (login.iss.as_str(), login.sub.as_str());
+        let mut ids: BTreeMap<String, i64> = match self.by_sub.get(key)? {
+            Some(value) => decode("logins_by_sub", value.value())?,
+            None => BTreeMap::new(),
+        };
+        ids.insert(
+            login.external_id.clone(),
+            login.logged_in_at.timestamp_millis(),
+        );
+        self.by_sub
+            .insert(key, encode("logins_by_sub", &ids)?.as_slice())?;
+        if let Some(sid) = &login.sid {
+            let entry = SidEntry {
+                external_id: login.external_id.clone(),
+                logged_in_at: login.logged_in_at,
+            };
+            self.by_sid.insert(
+                (login.iss.as_str(), sid.as_str()),
+                encode("logins_by_sid", &entry)?.as_slice(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stores a browser session.
+    fn insert_session(
+        &mut self,
+        session_id: &str,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.sessions
+            .insert(session_id, encode("sessions", session)?.as_slice())?;
+        Ok(())
+    }
 }
 
 impl LogoutStore for RedbStore {
     fn record_login(&self, login: &LoginRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        insert_login(&txn, login)?;
+        LoginTables::open(&txn)?.insert_login(login)?;
         txn.commit()?;
         Ok(())
     }
 
     fn record_logins(&self, logins: &[CompletedLogin]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        for completed in logins {
-            insert_login(&txn, &completed.login)?;
-            insert_session(&txn, &completed.session_id, &completed.session)?;
+        {
+            let mut tables = LoginTables::open(&txn)?;
+            for completed in logins {
+                tables.insert_login(&completed.login)?;
+                tables.insert_session(&completed.session_id, &completed.session)?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -624,7 +644,8 @@ impl LogoutStore for RedbStore {
 
     fn put_session(&self, session_id: &str, session: &SessionRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        insert_session(&txn, session_id, session)?;
+        txn.open_table(SESSIONS)?
+            .insert(session_id, encode("sessions", session)?.as_slice())?;
         txn.commit()?;
         Ok(())
     }
