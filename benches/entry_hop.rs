@@ -24,7 +24,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,8 +45,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::{
-    BridgeProcess, BridgeSettings, CONNECT_SECRET, CpuReading, clock_ticks_per_second, env_number,
-    free_port, smoke_test_mode, ticks_to_seconds, wait_for_port, work_dir,
+    BaselineProcess, BridgeProcess, BridgeSettings, CONNECT_SECRET, CpuReading,
+    check_signed_sso_query, clock_ticks_per_second, env_number, free_port, smoke_test_mode,
+    ticks_to_seconds, work_dir,
 };
 
 /// Where the bare handler redirects: an authorization request of the same shape and size as
@@ -94,57 +95,9 @@ fn run_bare_server(port: u16) {
 }
 
 async fn bare_sso(State(key): State<Arc<Hmac<Sha256>>>, RawQuery(query): RawQuery) -> Response {
-    let query = query.unwrap_or_default();
-    let (mut sso, mut sig) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*name {
-            "sso" => sso = Some(value),
-            "sig" => sig = Some(value),
-            _ => {}
-        }
-    }
-    let (Some(sso), Some(sig)) = (sso, sig) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let Ok(expected) = hex::decode(sig.as_bytes()) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let mut mac = (*key).clone();
-    mac.update(sso.as_bytes());
-    if mac.verify_slice(&expected).is_err() {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    (StatusCode::FOUND, [(header::LOCATION, BARE_LOCATION)]).into_response()
-}
-
-/// The bare server as a child process (this very binary); killed when dropped.
-struct BareProcess {
-    child: Child,
-}
-
-impl BareProcess {
-    fn start(port: u16) -> BareProcess {
-        let exe = std::env::current_exe().expect("path of this benchmark");
-        let child = Command::new(exe)
-            .arg("--bare-server")
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("re-executing the benchmark as the bare server");
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(10),
-        );
-        BareProcess { child }
-    }
-}
-
-impl Drop for BareProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    match check_signed_sso_query(query.as_deref(), &key) {
+        Ok(()) => (StatusCode::FOUND, [(header::LOCATION, BARE_LOCATION)]).into_response(),
+        Err(status) => status.into_response(),
     }
 }
 
@@ -442,7 +395,11 @@ async fn run() {
     let forum_url = format!("http://127.0.0.1:{}", free_port());
 
     let bare_port = free_port();
-    let bare = BareProcess::start(bare_port);
+    let bare = BaselineProcess::start(
+        &["--bare-server", &bare_port.to_string()],
+        bare_port,
+        Stdio::inherit(),
+    );
     let bridge_settings = |log_level: &str| BridgeSettings {
         port: free_port(),
         issuer: issuer.clone(),
@@ -468,7 +425,7 @@ async fn run() {
         target(
             "bare axum: HMAC check + 302",
             bare_port,
-            bare.child.id(),
+            bare.pid(),
             "http://127.0.0.1:9/auth?",
         ),
         target(

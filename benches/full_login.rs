@@ -63,9 +63,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use support::{
-    BridgeProcess, BridgeSettings, CLIENT_ID, CLIENT_SECRET, CONNECT_SECRET, CpuReading,
-    clock_ticks_per_second, env_number, free_port, median, smoke_test_mode, ticks_to_seconds,
-    wait_for_port, work_dir,
+    BaselineProcess, BridgeProcess, BridgeSettings, CLIENT_ID, CLIENT_SECRET, CONNECT_SECRET,
+    CpuReading, check_signed_sso_query, clock_ticks_per_second, env_number, free_port, median,
+    smoke_test_mode, ticks_to_seconds, work_dir,
 };
 
 /// The bridge's allocator, so that the baseline differs from the bridge only in what it does.
@@ -299,28 +299,14 @@ fn run_bare_login_server(port: u16, issuer: &str, forum_return: &str) {
 }
 
 async fn bare_sso(State(bare): State<Arc<BareLogin>>, RawQuery(query): RawQuery) -> Response {
-    let query = query.unwrap_or_default();
-    let (mut sso, mut sig) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*name {
-            "sso" => sso = Some(value),
-            "sig" => sig = Some(value),
-            _ => {}
-        }
+    match check_signed_sso_query(query.as_deref(), &bare.discourse_key) {
+        Ok(()) => (
+            AxumStatus::FOUND,
+            [(header::LOCATION, bare.authorize.clone())],
+        )
+            .into_response(),
+        Err(status) => status.into_response(),
     }
-    let (Some(sso), Some(Ok(sig))) = (sso, sig.map(|s| hex::decode(s.as_bytes()))) else {
-        return AxumStatus::BAD_REQUEST.into_response();
-    };
-    let mut mac = bare.discourse_key.clone();
-    mac.update(sso.as_bytes());
-    if mac.verify_slice(&sig).is_err() {
-        return AxumStatus::FORBIDDEN.into_response();
-    }
-    (
-        AxumStatus::FOUND,
-        [(header::LOCATION, bare.authorize.clone())],
-    )
-        .into_response()
 }
 
 async fn bare_callback(
@@ -350,38 +336,6 @@ async fn bare_callback(
             (AxumStatus::FOUND, [(header::LOCATION, bare.answer.clone())]).into_response()
         }
         _ => AxumStatus::BAD_GATEWAY.into_response(),
-    }
-}
-
-/// The bare login server as a child process (this very binary); killed when dropped.
-struct BareLoginProcess {
-    child: Child,
-}
-
-impl BareLoginProcess {
-    fn start(port: u16, issuer: &str, forum_return: &str, log_path: &Path) -> BareLoginProcess {
-        let child = Command::new(std::env::current_exe().expect("own path"))
-            .arg("--bare-login-server")
-            .arg(port.to_string())
-            .arg(issuer)
-            .arg(forum_return)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(log_path).expect("bare server log file"))
-            .spawn()
-            .expect("re-executing the benchmark as the bare login server");
-        wait_for_port(
-            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
-        );
-        BareLoginProcess { child }
-    }
-}
-
-impl Drop for BareLoginProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -641,11 +595,17 @@ async fn run() {
     };
     let forum_return = format!("{}/session/sso_login", settings.forum_url);
     let bridge = BridgeProcess::start(&settings, dir.path(), "bridge").await;
-    let bare = BareLoginProcess::start(
+    let bare = BaselineProcess::start(
+        &[
+            "--bare-login-server",
+            &bare_port.to_string(),
+            &idp.issuer,
+            &forum_return,
+        ],
         bare_port,
-        &idp.issuer,
-        &forum_return,
-        &dir.path().join("bare.log"),
+        File::create(dir.path().join("bare.log"))
+            .expect("bare server log file")
+            .into(),
     );
     let servers = [
         Server {
@@ -660,7 +620,7 @@ async fn run() {
         },
         Server {
             name: "bare",
-            pid: bare.child.id(),
+            pid: bare.pid(),
             sites: Arc::new(Sites {
                 server: bare_base,
                 forum_return,

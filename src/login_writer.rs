@@ -286,28 +286,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_login_on_an_idle_store_is_committed_without_waiting_for_the_interval() {
-        let Running {
-            store,
-            writer,
-            dir: _dir,
-            stop: _stop,
-            ..
-        } = running(Duration::from_secs(3600));
+        let run = running(Duration::from_secs(3600));
+        let (store, writer) = (&run.store, &run.writer);
         writer.record(completed(1)).await;
         // Well within the hour-long interval: the first login is committed at once.
-        until_written(&store, "sid-1").await;
+        until_written(store, "sid-1").await;
         assert_eq!(writer.commits(), 1);
     }
 
     #[tokio::test]
     async fn logins_queued_within_the_interval_share_one_commit() {
-        let Running {
-            store,
-            writer,
-            dir: _dir,
-            stop: _stop,
-            ..
-        } = running(Duration::from_secs(3600));
+        let run = running(Duration::from_secs(3600));
+        let (store, writer) = (&run.store, &run.writer);
         writer.record(completed(0)).await;
         writer.flush().await;
         assert_eq!(writer.commits(), 1);
@@ -335,30 +325,20 @@ mod tests {
 
     #[tokio::test]
     async fn under_load_the_interval_bounds_the_wait() {
-        let Running {
-            store,
-            writer,
-            dir: _dir,
-            stop: _stop,
-            ..
-        } = running(Duration::from_millis(50));
+        let run = running(Duration::from_millis(50));
+        let (store, writer) = (&run.store, &run.writer);
         writer.record(completed(0)).await;
         writer.flush().await;
         writer.record(completed(1)).await;
         // Nobody flushes: the writer commits by itself once the interval has passed.
-        until_written(&store, "sid-1").await;
+        until_written(store, "sid-1").await;
         assert_eq!(writer.commits(), 2);
     }
 
     #[tokio::test]
     async fn a_zero_interval_makes_record_wait_for_durability() {
-        let Running {
-            store,
-            writer,
-            dir: _dir,
-            stop: _stop,
-            ..
-        } = running(Duration::ZERO);
+        let run = running(Duration::ZERO);
+        let (store, writer) = (&run.store, &run.writer);
         for n in 0..5 {
             writer.record(completed(n)).await;
             // Already written when `record` returns, without a flush.
@@ -374,13 +354,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_waiting_logins_share_commits() {
-        let Running {
-            store,
-            writer,
-            dir: _dir,
-            stop: _stop,
-            ..
-        } = running(Duration::ZERO);
+        let run = running(Duration::ZERO);
+        let (store, writer) = (&run.store, &run.writer);
         let logins: Vec<_> = (0..64)
             .map(|n| {
                 let writer = writer.clone();
