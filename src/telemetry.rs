@@ -54,10 +54,12 @@ impl<W: Write> LogBuffer<W> {
         let full = {
             let mut pending = lock(&self.pending);
             pending.extend_from_slice(line);
-            (pending.len() >= LOG_BUFFER_BYTES).then(|| std::mem::take(&mut *pending))
+            pending.len() >= LOG_BUFFER_BYTES
         };
-        if let Some(bytes) = full {
-            self.write_out(&bytes);
+        if full {
+            // Through `flush`, which takes the output before the buffer: taking the buffer
+            // first would let the writer thread write later lines before these.
+            self.flush();
         }
     }
 
