@@ -61,9 +61,9 @@ pub struct SharedState {
     /// Group commit of completed logins into `store`.
     pub logins: LoginWriter,
     /// The login writer's task, taken by the server when it starts.
-    login_writer_task: Arc<std::sync::Mutex<Option<LoginWriterTask>>>,
+    login_writer_task: std::sync::Mutex<Option<LoginWriterTask>>,
     /// The relay worker, taken by the server when it starts.
-    relay_worker: Arc<std::sync::Mutex<Option<Relay>>>,
+    relay_worker: std::sync::Mutex<Option<Relay>>,
     /// Prometheus exposition, when the recorder could be installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -148,9 +148,9 @@ impl AppState {
         Ok(Self(Arc::new(SharedState {
             store,
             logins,
-            login_writer_task: Arc::new(std::sync::Mutex::new(Some(login_writer_task))),
+            login_writer_task: std::sync::Mutex::new(Some(login_writer_task)),
             relay,
-            relay_worker: Arc::new(std::sync::Mutex::new(relay_worker)),
+            relay_worker: std::sync::Mutex::new(relay_worker),
             connect_secret: Arc::new(ConnectSecret::new(
                 config.discourse.connect_secret.expose_secret(),
             )),
@@ -381,6 +381,12 @@ impl AppState {
     }
 }
 
+/// Takes what a slot holds for the one server that runs it (background workers are started
+/// once, however many clones of the state exist).
+fn take_once<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock().ok().and_then(|mut slot| slot.take())
+}
+
 /// A bound, not yet serving bridge. Binding first lets callers (tests, `demo`) learn the port.
 #[derive(Debug)]
 pub struct Application {
@@ -435,18 +441,9 @@ impl Application {
             })
         });
         let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
-        let relay_worker = state
-            .relay_worker
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.take());
-        let relay_task = relay_worker.map(|relay| relay.spawn(relay_stopped).1);
+        let relay_task = take_once(&state.relay_worker).map(|relay| relay.spawn(relay_stopped).1);
         let (stop_login_writer, login_writer_stopped) = tokio::sync::watch::channel(false);
-        let login_writer = state
-            .login_writer_task
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.take())
+        let login_writer = take_once(&state.login_writer_task)
             .map(|task| tokio::spawn(task.run(login_writer_stopped)));
         let pruning = tokio::spawn({
             let store = state.store.clone();
