@@ -22,7 +22,7 @@ use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::provider::Provider;
 use crate::pages::Pages;
 use crate::relay::{Relay, RelayHandle, RelaySettings};
-use crate::store::{self, CompletedLogin, LoginRecord, LogoutStore, RedbStore, SessionRecord};
+use crate::store::{self, CompletedLogin, LoginRecord, LogoutStore, SessionRecord};
 
 /// Everything a request handler needs. Cheap to clone: one reference count, since every
 /// middleware layer and handler takes its own clone on every request.
@@ -81,7 +81,7 @@ pub struct Readiness {
     pub ready: bool,
     /// The IdP's discovery document and keys are loaded.
     pub discovery: bool,
-    /// The embedded store answers.
+    /// The store answers (embedded file, or PostgreSQL with its schema migrated).
     pub store: bool,
     /// Logout relay jobs waiting for delivery (when the store answers).
     pub relay_pending: Option<u64>,
@@ -126,10 +126,10 @@ impl AppState {
             },
         )?;
         let sso_login_url = config.sso_login_prefix();
-        let store: Arc<dyn LogoutStore> =
-            Arc::new(RedbStore::open(&config.store.path).with_context(|| {
-                format!("opening the store at {}", config.store.path.display())
-            })?);
+        let store = store::open(&config.store).with_context(|| match &config.store.postgres {
+            Some(_) => "preparing the PostgreSQL store".to_owned(),
+            None => format!("opening the store at {}", config.store.path.display()),
+        })?;
         let relay_worker = config.discourse.admin_api().map(|(key, username)| {
             Relay::new(
                 store.clone(),
@@ -139,12 +139,12 @@ impl AppState {
                     key.clone(),
                     username.to_owned(),
                 ),
-                RelaySettings::from_config(&config.logout),
+                RelaySettings::from_config(&config.logout, &config.store),
             )
         });
         let relay = relay_worker.as_ref().map(Relay::handle);
         let (logins, login_writer_task) =
-            LoginWriter::new(store.clone(), config.store.commit_interval);
+            LoginWriter::new(store.clone(), config.store.commit_interval, config.store.login_buffer);
         Ok(Self(Arc::new(SharedState {
             store,
             logins,
@@ -213,7 +213,7 @@ impl AppState {
     /// The readiness report.
     pub async fn readiness(&self) -> Readiness {
         let discovery = self.provider.get().is_some();
-        let pending = store::blocking(&self.store, |s| s.pending_count()).await;
+        let pending = self.store.pending_count().await;
         if let Ok(count) = pending {
             metrics::gauge!("bridge_relay_pending_jobs").set(count as f64);
         }
@@ -401,7 +401,17 @@ impl Application {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
-        Self::with_listener(config, listener)
+        let app = Self::with_listener(config, listener)?;
+        // A database this binary must not use is refused now; one that is merely down is
+        // retried on use (the bridge reports not ready until it answers).
+        match app.state.store.prepare().await {
+            Err(error @ store::StoreError::SchemaTooNew { .. }) => {
+                return Err(anyhow::Error::new(error).context("refusing the PostgreSQL store"));
+            }
+            Err(error) => tracing::warn!(%error, "the store is not available yet"),
+            Ok(()) => {}
+        }
+        Ok(app)
     }
 
     /// Prepares the state around an already bound listener (tests and `demo` bind port 0
@@ -452,7 +462,7 @@ impl Application {
                 loop {
                     tick.tick().await;
                     let now = chrono::Utc::now();
-                    match store::blocking(&store, move |s| s.prune(now, LOGIN_RETENTION)).await {
+                    match store.prune(now, LOGIN_RETENTION).await {
                         Ok(report) => tracing::debug!(?report, "store pruned"),
                         Err(e) => tracing::warn!(error = %e, "store pruning failed"),
                     }

@@ -108,9 +108,14 @@ pub async fn callback(
         .ok_or(AppError::UnknownLoginState)?;
     let timeout = state.config.session.login_timeout;
     let valid_until = login.created_at + i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-    if !state
-        .used_states
-        .mark_used(&login.state, now.timestamp(), valid_until)
+    if !crate::store::mark_login_state_used(
+        state.store.as_ref(),
+        &state.used_states,
+        &login.state,
+        now,
+        valid_until,
+    )
+    .await
     {
         return Err(AppError::UnknownLoginState);
     }

@@ -120,9 +120,36 @@ pub async fn backchannel(
         Err(e) => return invalid_request(e.code()),
     };
     let horizon = logout.replay_horizon(&rules);
-    let (iss, jti) = (logout.iss.clone(), logout.jti.clone());
-    let fresh = store::blocking(&state.store, move |s| s.remember_jti(&iss, &jti, horizon)).await;
-    match fresh {
+    // Logins still in the group commit's queue must be found too.
+    state.logins.flush().await;
+    let (iss, sub, sid) = (logout.iss.clone(), logout.sub.clone(), logout.sid.clone());
+    let external_ids = match state
+        .store
+        .resolve_external_ids(&iss, sub.as_deref(), sid.as_deref())
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => return store_unavailable(&e),
+    };
+    if state.relay.is_none() && !external_ids.is_empty() {
+        tracing::warn!(
+            "logout relay is off (no discourse.api_key/api_username): Discourse sessions stay"
+        );
+    }
+    let jobs: Vec<RelayJob> = match &state.relay {
+        Some(_) => external_ids
+            .iter()
+            .map(|id| RelayJob::new(id.clone(), RelayReason::BackchannelLogout, now))
+            .collect(),
+        None => Vec::new(),
+    };
+    // The jti and the jobs are written together: a token answered with a 5xx is not yet
+    // remembered, so the IdP's retry is processed, never taken for a replay.
+    match state
+        .store
+        .accept_logout(&logout.iss, &logout.jti, horizon, &jobs)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(jti = %logout.jti, "replayed logout token ignored");
@@ -130,39 +157,15 @@ pub async fn backchannel(
         }
         Err(e) => return store_unavailable(&e),
     }
-    // Logins still in the group commit's queue must be found too.
-    state.logins.flush().await;
-    let (iss, sub, sid) = (logout.iss.clone(), logout.sub.clone(), logout.sid.clone());
-    let external_ids = match store::blocking(&state.store, move |s| {
-        s.resolve_external_ids(&iss, sub.as_deref(), sid.as_deref())
-    })
-    .await
-    {
-        Ok(ids) => ids,
-        Err(e) => return store_unavailable(&e),
-    };
+    if let Some(relay) = &state.relay {
+        relay.notify();
+    }
     tracing::info!(
         sub = logout.sub.as_deref().unwrap_or(""),
         sid_present = logout.sid.is_some(),
         users = external_ids.len(),
         "back-channel logout accepted"
     );
-    match &state.relay {
-        Some(relay) => {
-            for external_id in external_ids {
-                let job = RelayJob::new(external_id, RelayReason::BackchannelLogout, now);
-                if let Err(e) = relay.enqueue(job).await {
-                    return store_unavailable(&e);
-                }
-            }
-        }
-        None if !external_ids.is_empty() => {
-            tracing::warn!(
-                "logout relay is off (no discourse.api_key/api_username): Discourse sessions stay"
-            );
-        }
-        None => {}
-    }
     backchannel_answer(StatusCode::OK, serde_json::json!({}))
 }
 
@@ -187,7 +190,9 @@ pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Re
     let session = match flow::take_session_id(&cookies, &state.cookie_key) {
         Some(id) => {
             state.logins.flush().await;
-            store::blocking(&state.store, move |s| s.take_session(&id, now))
+            state
+                .store
+                .take_session(&id, now)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "could not read the bridge session");
