@@ -10,11 +10,12 @@
 //! - otherwise together with every other login queued meanwhile, at most `commit_interval` after
 //!   the previous commit started (the sync is shared under load).
 //!
-//! With a non-zero interval the browser does not wait for the commit: a crash (not a graceful
-//! stop, which commits first) loses at most the logins of the last interval. A zero interval
-//! makes [`LoginWriter::record`] wait for the commit attempt that holds its login. Readers that
-//! must see every finished login (back-channel logout, `GET /logout`) call
-//! [`LoginWriter::flush`] first.
+//! With a non-zero interval on the embedded store the browser does not wait for the commit: a
+//! crash (not a graceful stop, which commits first) loses at most the logins of the last
+//! interval. A zero interval, or the shared PostgreSQL store (where the next request may reach
+//! another replica), makes [`LoginWriter::record`] wait for the commit attempt that holds its
+//! login; logins arriving during one attempt still share the next. Readers that must see every
+//! finished login (back-channel logout, `GET /logout`) call [`LoginWriter::flush`] first.
 //!
 //! When the store fails (PostgreSQL restarting), logins still complete: their records stay
 //! queued, at most `capacity` of them (the oldest are dropped beyond that, counted in
@@ -66,6 +67,8 @@ struct Shared {
     /// Transactions committed so far.
     commits: AtomicU64,
     interval: Duration,
+    /// `record` waits for the attempt that holds its login (zero interval, or a shared store).
+    wait_for_commit: bool,
     /// Most logins kept while the store fails.
     capacity: usize,
 }
@@ -95,6 +98,7 @@ impl LoginWriter {
             finished: watch::Sender::new(0),
             commits: AtomicU64::new(0),
             interval,
+            wait_for_commit: interval.is_zero() || store.backend() == "postgres",
             capacity: capacity.max(1),
         });
         (
@@ -105,8 +109,10 @@ impl LoginWriter {
         )
     }
 
-    /// Queues one completed login. With a zero interval, waits until an attempt to write it
-    /// finished (durable unless the store failed, in which case it stays queued).
+    /// Queues one completed login. With a zero interval, or on a shared (PostgreSQL) store,
+    /// waits until an attempt to write it finished (durable unless the store failed, in which
+    /// case it stays queued): a logout reaching another replica right after the login must
+    /// find it, and that replica cannot flush this one's queue.
     pub async fn record(&self, login: CompletedLogin) {
         let started = {
             let mut queue = lock(&self.shared.queue);
@@ -119,7 +125,7 @@ impl LoginWriter {
             tracing::warn!("a login finished after the login writer stopped and is not recorded");
             return;
         }
-        if self.shared.interval.is_zero() {
+        if self.shared.wait_for_commit {
             self.shared.request_flush();
             self.wait_for_attempt(started + 1).await;
         }
@@ -306,7 +312,7 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LoginRecord, LogoutStore as _, RedbStore, SessionRecord};
+    use crate::store::{LoginRecord, RedbStore, SessionRecord};
     use std::sync::atomic::Ordering;
     use chrono::{DateTime, Utc};
 

@@ -923,7 +923,12 @@ mod tests {
         let discourse = FakeDiscourse::start(&[("ext-alice", 7)]).await;
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(dir.path());
-        let relay = Relay::new(Arc::clone(&store), discourse.api(), settings());
+        let relay = Relay::with_clock(
+            Arc::clone(&store),
+            discourse.api(),
+            settings(),
+            Arc::new(ManualClock::new(start())),
+        );
         let alice = store.enqueue(&job("ext-alice")).await.unwrap();
         let nobody = store.enqueue(&job("ext-nobody")).await.unwrap();
         let mut outcomes = relay.run_due(start()).await.unwrap();
