@@ -247,21 +247,8 @@ impl PgStore {
             let client = self.client().await?;
             let row = client.query_one("SHOW server_version", &[]).await?;
             let version: String = row.try_get(0)?;
-            let row = client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
-                .await?;
-            let migrated: bool = row.try_get(0)?;
-            if !migrated {
-                return Ok((version, 0));
-            }
-            let row = client
-                .query_one(
-                    &format!("SELECT COALESCE(MAX(version), 0) FROM {HISTORY_TABLE}"),
-                    &[],
-                )
-                .await?;
-            let schema: i32 = row.try_get(0)?;
-            Ok((version, u32::try_from(schema).unwrap_or(0)))
+            let schema = applied_schema_version(&client).await?;
+            Ok((version, schema))
         })
         .await
     }
@@ -402,15 +389,10 @@ async fn run_migrations(client: &mut tokio_postgres::Client) -> Result<(), Store
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
     let known = known_schema_version();
-    let applied = runner
-        .get_last_applied_migration_async(client)
-        .await
-        .map_err(|e| StoreError::Postgres(format!("reading the schema version: {e}")))?;
-    if let Some(applied) = applied
-        && applied.version() > known
-    {
+    let applied = applied_schema_version(client).await?;
+    if applied > known {
         return Err(StoreError::SchemaTooNew {
-            found: applied.version(),
+            found: applied,
             known,
         });
     }
@@ -426,6 +408,23 @@ async fn run_migrations(client: &mut tokio_postgres::Client) -> Result<(), Store
         );
     }
     Ok(())
+}
+
+/// The newest migration applied to the database; 0 before the first.
+async fn applied_schema_version(client: &tokio_postgres::Client) -> Result<u32, StoreError> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .await?;
+    if !row.try_get::<_, bool>(0)? {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT COALESCE(MAX(version), 0) FROM {HISTORY_TABLE}"),
+            &[],
+        )
+        .await?;
+    Ok(u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0))
 }
 
 impl From<tokio_postgres::Error> for StoreError {
