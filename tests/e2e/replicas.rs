@@ -15,7 +15,6 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::sync::watch;
 use url::Url;
 
 use crate::support::bridge::{CLIENT_ID, CLIENT_SECRET};
@@ -29,8 +28,7 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Generous bound for anything the test waits for; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A small HTTP proxy: each request goes to the next upstream in turn (round robin). While
-/// held, requests wait at the proxy (a peer that stopped answering).
+/// A small HTTP proxy: each request goes to the next upstream in turn (round robin).
 struct Proxy {
     base: String,
     shared: Arc<ProxyShared>,
@@ -42,9 +40,6 @@ struct ProxyShared {
     next: AtomicUsize,
     /// `(path, upstream index)` of every request forwarded, in order.
     served: Mutex<Vec<(String, usize)>>,
-    held: watch::Sender<bool>,
-    /// Requests waiting while held.
-    waiting: AtomicUsize,
     client: reqwest::Client,
 }
 
@@ -56,8 +51,6 @@ impl Proxy {
             upstreams,
             next: AtomicUsize::new(0),
             served: Mutex::new(Vec::new()),
-            held: watch::Sender::new(false),
-            waiting: AtomicUsize::new(0),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -89,13 +82,6 @@ impl Proxy {
             .unwrap_or_else(|| panic!("no request to {prefix} went through the proxy"))
     }
 
-    fn hold(&self, held: bool) {
-        self.shared.held.send_replace(held);
-    }
-
-    fn waiting(&self) -> usize {
-        self.shared.waiting.load(Ordering::SeqCst)
-    }
 }
 
 impl Drop for Proxy {
@@ -105,12 +91,6 @@ impl Drop for Proxy {
 }
 
 async fn forward(State(proxy): State<Arc<ProxyShared>>, request: Request) -> Response {
-    if *proxy.held.borrow() {
-        proxy.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut held = proxy.held.subscribe();
-        let _ = held.wait_for(|held| !*held).await;
-        proxy.waiting.fetch_sub(1, Ordering::SeqCst);
-    }
     let index = proxy.next.fetch_add(1, Ordering::SeqCst) % proxy.upstreams.len();
     let path = request
         .uri()
@@ -247,8 +227,6 @@ fn spawn_bridge(args: &[&str], env: &[(String, String)]) -> Child {
 struct Cluster {
     proxy: Proxy,
     replicas: Vec<Replica>,
-    /// The proxy the replicas reach Discourse through (holdable).
-    discourse: Proxy,
     _data: tempfile::TempDir,
 }
 
@@ -260,7 +238,6 @@ impl Cluster {
             .map(|port| format!("http://127.0.0.1:{port}"))
             .collect();
         let proxy = Proxy::start(bases.clone()).await;
-        let discourse = Proxy::start(vec![forum.base_url().to_owned()]).await;
         let data = tempfile::tempdir().unwrap();
         idp.set_client(
             &IdpClient::new(CLIENT_ID, CLIENT_SECRET, &proxy.url("/callback"))
@@ -276,7 +253,7 @@ impl Cluster {
                 let env = replica_env(
                     *port,
                     &proxy.base,
-                    &discourse.base,
+                    forum.base_url(),
                     forum,
                     idp,
                     store_url,
@@ -294,10 +271,27 @@ impl Cluster {
         Cluster {
             proxy,
             replicas,
-            discourse,
             _data: data,
         }
     }
+}
+
+/// The test OP with alice, and bob and carol as verified users too.
+fn idp_options() -> IdpOptions {
+    let mut options = IdpOptions::default();
+    for user in ["bob", "carol"] {
+        options = options.user(
+            user,
+            json!({
+                "email": format!("{user}@example.test"),
+                "email_verified": true,
+                "name": user,
+                "preferred_username": user,
+                "groups": [],
+            }),
+        );
+    }
+    options
 }
 
 async fn wait_ready(base: &str) {
@@ -380,7 +374,7 @@ async fn a_login_and_its_logout_may_each_touch_any_replica() {
         return;
     };
     let store_url = pg.create_database("replicas").await;
-    let idp = TestIdp::start(IdpOptions::default()).await;
+    let idp = TestIdp::start(idp_options()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
     let cluster = Cluster::start(3, &idp, &forum, &store_url).await;
     let db = pg.connect("replicas").await;
@@ -445,7 +439,7 @@ async fn logouts_during_a_discourse_outage_are_each_delivered_once_after_it() {
         return;
     };
     let store_url = pg.create_database("replicas").await;
-    let idp = TestIdp::start(IdpOptions::default()).await;
+    let idp = TestIdp::start(idp_options()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
     let _cluster = Cluster::start(3, &idp, &forum, &store_url).await;
     let db = pg.connect("replicas").await;
@@ -490,18 +484,18 @@ async fn a_job_held_by_a_killed_replica_is_delivered_by_a_survivor() {
         return;
     };
     let store_url = pg.create_database("replicas").await;
-    let idp = TestIdp::start(IdpOptions::default()).await;
+    let idp = TestIdp::start(idp_options()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
     let mut cluster = Cluster::start(3, &idp, &forum, &store_url).await;
     let db = pg.connect("replicas").await;
     let alice = log_in(&forum, &Browser::new(), "alice").await;
 
     // Discourse stops answering: the replica that claims the job hangs mid-delivery.
-    cluster.discourse.hold(true);
+    forum.hold_admin_calls(true);
     let outcomes = idp.backchannel_logout("alice", None).await;
     assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
     until("a replica to hold the job mid-delivery", async || {
-        cluster.discourse.waiting() >= 1
+        forum.held_admin_calls() >= 1
     })
     .await;
     let holder: String = db
@@ -518,7 +512,7 @@ async fn a_job_held_by_a_killed_replica_is_delivered_by_a_survivor() {
     cluster.replicas[victim].kill();
 
     // Discourse recovers; the dead holder's lease ends and a survivor delivers.
-    cluster.discourse.hold(false);
+    forum.hold_admin_calls(false);
     until("the log_out", async || forum.successful_log_outs() == [alice]).await;
     until("the job to complete", async || pending_jobs(&db).await == 0).await;
     assert_eq!(forum.successful_log_outs(), [alice]);
@@ -531,7 +525,7 @@ async fn nothing_is_lost_while_postgres_restarts() {
         return;
     };
     let store_url = pg.create_database("replicas").await;
-    let idp = TestIdp::start(IdpOptions::default()).await;
+    let idp = TestIdp::start(idp_options()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
     let cluster = Cluster::start(3, &idp, &forum, &store_url).await;
     let alice = log_in(&forum, &Browser::new(), "alice").await;
@@ -604,7 +598,7 @@ async fn the_copy_command_moves_an_embedded_store_and_its_pending_jobs() {
         return;
     };
     let store_url = pg.create_database("copied").await;
-    let idp = TestIdp::start(IdpOptions::default()).await;
+    let idp = TestIdp::start(idp_options()).await;
     let forum = TestForum::start(ForumOptions::default()).await;
     let carol = forum.seed_user("ext-carol", "carol");
 
