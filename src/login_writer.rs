@@ -313,8 +313,8 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 mod tests {
     use super::*;
     use crate::store::{LoginRecord, RedbStore, SessionRecord};
-    use std::sync::atomic::Ordering;
     use chrono::{DateTime, Utc};
+    use std::sync::atomic::Ordering;
 
     const ISS: &str = "https://idp.example.test";
 
@@ -389,7 +389,13 @@ mod tests {
         writer.record(completed(1)).await;
         // Well within the hour-long interval: the first login is committed at once.
         until_commits(writer, 1).await;
-        assert!(store.external_id_for_sid(ISS, "sid-1").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -417,7 +423,10 @@ mod tests {
                     .unwrap(),
                 vec![format!("ext-{n}")]
             );
-            let session = store.take_session(&format!("session-{n}"), at(1)).await.unwrap();
+            let session = store
+                .take_session(&format!("session-{n}"), at(1))
+                .await
+                .unwrap();
             assert_eq!(session.unwrap().external_id, format!("ext-{n}"));
         }
     }
@@ -431,7 +440,13 @@ mod tests {
         writer.record(completed(1)).await;
         // Nobody flushes: the writer commits by itself once the interval has passed.
         until_commits(writer, 2).await;
-        assert!(store.external_id_for_sid(ISS, "sid-1").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(writer.backlog(), 0);
     }
 
@@ -529,7 +544,13 @@ mod tests {
         })
         .await
         .expect("nobody waits for a stopped writer");
-        assert!(store.external_id_for_sid(ISS, "sid-0").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-0")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -568,7 +589,9 @@ mod tests {
             logins: &[CompletedLogin],
         ) -> Result<(), crate::store::StoreError> {
             if self.down.load(Ordering::SeqCst) {
-                return Err(crate::store::StoreError::Postgres("connection refused".into()));
+                return Err(crate::store::StoreError::Postgres(
+                    "connection refused".into(),
+                ));
             }
             self.store.record_logins(logins).await
         }
@@ -609,7 +632,9 @@ mod tests {
             now: DateTime<Utc>,
             keep_until: DateTime<Utc>,
         ) -> Result<bool, crate::store::StoreError> {
-            self.store.mark_login_state_used(digest, now, keep_until).await
+            self.store
+                .mark_login_state_used(digest, now, keep_until)
+                .await
         }
         async fn enqueue(
             &self,
@@ -640,10 +665,16 @@ mod tests {
                 .reschedule(id, next_attempt_at, attempts, last_error)
                 .await
         }
-        async fn complete(&self, id: crate::store::RelayJobId) -> Result<(), crate::store::StoreError> {
+        async fn complete(
+            &self,
+            id: crate::store::RelayJobId,
+        ) -> Result<(), crate::store::StoreError> {
             self.store.complete(id).await
         }
-        async fn give_up(&self, id: crate::store::RelayJobId) -> Result<(), crate::store::StoreError> {
+        async fn give_up(
+            &self,
+            id: crate::store::RelayJobId,
+        ) -> Result<(), crate::store::StoreError> {
             self.store.give_up(id).await
         }
         async fn pending_count(&self) -> Result<u64, crate::store::StoreError> {

@@ -205,9 +205,7 @@ impl PgStore {
             recycling_method: RecyclingMethod::Fast,
         };
         let manager = match summary.tls {
-            TlsMode::Disable => {
-                Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-            }
+            TlsMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
             mode => {
                 let tls = tls_config(mode, settings.ca_file.as_deref())?;
                 Manager::from_config(
@@ -311,7 +309,12 @@ impl PgStore {
                 .execute(
                     "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&entry.iss, &entry.key, &entry.external_id, &entry.logged_in_at],
+                    &[
+                        &entry.iss,
+                        &entry.key,
+                        &entry.external_id,
+                        &entry.logged_in_at,
+                    ],
                 )
                 .await?;
         }
@@ -320,7 +323,12 @@ impl PgStore {
                 .execute(
                     "INSERT INTO bridge_logins_by_sid (iss, sid, external_id, logged_in_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&entry.iss, &entry.key, &entry.external_id, &entry.logged_in_at],
+                    &[
+                        &entry.iss,
+                        &entry.key,
+                        &entry.external_id,
+                        &entry.logged_in_at,
+                    ],
                 )
                 .await?;
         }
@@ -534,9 +542,7 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -678,15 +684,7 @@ impl LogoutStore for PgStore {
                 .await?;
             txn.execute(
                 &statement,
-                &[
-                    &ids,
-                    &tokens,
-                    &isss,
-                    &subs,
-                    &sids,
-                    &external_ids,
-                    &expiries,
-                ],
+                &[&ids, &tokens, &isss, &subs, &sids, &external_ids, &expiries],
             )
             .await?;
             txn.commit().await?;
@@ -1080,7 +1078,10 @@ impl LogoutStore for PgStore {
                 )
                 .await?;
             let jtis = client
-                .execute("DELETE FROM bridge_seen_jtis WHERE keep_until < $1", &[&now])
+                .execute(
+                    "DELETE FROM bridge_seen_jtis WHERE keep_until < $1",
+                    &[&now],
+                )
                 .await?;
             let sessions = client
                 .execute(
@@ -1141,7 +1142,12 @@ async fn insert_login(
         "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (iss, sub, external_id) \
          DO UPDATE SET logged_in_at = EXCLUDED.logged_in_at",
-        &[&login.iss, &login.sub, &login.external_id, &login.logged_in_at],
+        &[
+            &login.iss,
+            &login.sub,
+            &login.external_id,
+            &login.logged_in_at,
+        ],
     )
     .await?;
     if let Some(sid) = &login.sid {
@@ -1178,7 +1184,10 @@ mod tests {
         for (url, complaint) in [
             ("postgres://bridge:pw@db/bridge", "sslmode"),
             ("postgres://bridge:pw@db/bridge?sslmode=prefer", "prefer"),
-            ("postgres://bridge:pw@db/bridge?sslmode=verify-ca", "verify-ca"),
+            (
+                "postgres://bridge:pw@db/bridge?sslmode=verify-ca",
+                "verify-ca",
+            ),
             ("mysql://bridge:pw@db/bridge?sslmode=disable", "scheme"),
             ("not a url", "not a URL"),
             ("postgres://db/bridge?sslmode=disable", "user"),
@@ -1190,7 +1199,10 @@ mod tests {
         ] {
             let error = parse_url(url).unwrap_err();
             assert!(error.contains(complaint), "{url}: {error}");
-            assert!(!error.contains("pw"), "the password is never repeated: {error}");
+            assert!(
+                !error.contains("pw"),
+                "the password is never repeated: {error}"
+            );
         }
     }
 

@@ -81,7 +81,6 @@ impl Proxy {
             .map(|(_, upstream)| *upstream)
             .unwrap_or_else(|| panic!("no request to {prefix} went through the proxy"))
     }
-
 }
 
 impl Drop for Proxy {
@@ -395,10 +394,9 @@ async fn a_login_and_its_logout_may_each_touch_any_replica() {
     // The same callback, with the cookie copied, replayed on another replica: refused by the
     // shared used-state check (400), before the IdP is asked again.
     let other = (callback_at + 1) % 3;
-    let replay_url = callback.as_str().replace(
-        &cluster.proxy.base,
-        &cluster.replicas[other].base,
-    );
+    let replay_url = callback
+        .as_str()
+        .replace(&cluster.proxy.base, &cluster.replicas[other].base);
     let replay = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -419,8 +417,14 @@ async fn a_login_and_its_logout_may_each_touch_any_replica() {
     )
     .await;
     let outcomes = idp.backchannel_logout("alice", None).await;
-    assert!(!outcomes.is_empty() && outcomes.iter().all(|o| o.ok), "{outcomes:?}");
-    until("the log_out", async || forum.successful_log_outs() == [alice]).await;
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| o.ok),
+        "{outcomes:?}"
+    );
+    until("the log_out", async || {
+        forum.successful_log_outs() == [alice]
+    })
+    .await;
     until("the job to complete", async || pending_jobs(&db).await == 0).await;
     assert_eq!(
         forum.successful_log_outs(),
@@ -470,7 +474,10 @@ async fn logouts_during_a_discourse_outage_are_each_delivered_once_after_it() {
     assert!(forum.successful_log_outs().is_empty());
 
     forum.clear_failures();
-    until("every job to complete", async || pending_jobs(&db).await == 0).await;
+    until("every job to complete", async || {
+        pending_jobs(&db).await == 0
+    })
+    .await;
     let mut delivered = forum.successful_log_outs();
     delivered.sort_unstable();
     ids.sort_unstable();
@@ -513,7 +520,10 @@ async fn a_job_held_by_a_killed_replica_is_delivered_by_a_survivor() {
 
     // Discourse recovers; the dead holder's lease ends and a survivor delivers.
     forum.hold_admin_calls(false);
-    until("the log_out", async || forum.successful_log_outs() == [alice]).await;
+    until("the log_out", async || {
+        forum.successful_log_outs() == [alice]
+    })
+    .await;
     until("the job to complete", async || pending_jobs(&db).await == 0).await;
     assert_eq!(forum.successful_log_outs(), [alice]);
 }
@@ -539,7 +549,9 @@ async fn nothing_is_lost_while_postgres_restarts() {
 
     pg.stop();
     // The store is down: not ready, but logins still complete.
-    let readiness = reqwest::get(cluster.replicas[0].url("/readyz")).await.unwrap();
+    let readiness = reqwest::get(cluster.replicas[0].url("/readyz"))
+        .await
+        .unwrap();
     assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = readiness.json().await.unwrap();
     assert_eq!(body["store"], json!(false));
@@ -579,8 +591,14 @@ async fn nothing_is_lost_while_postgres_restarts() {
     let status =
         post_logout_token(&cluster.replicas[0].url("/backchannel-logout"), &bob_token).await;
     assert_eq!(status, StatusCode::OK);
-    until("both log_outs", async || forum.successful_log_outs().len() >= 2).await;
-    until("the jobs to complete", async || pending_jobs(&db).await == 0).await;
+    until("both log_outs", async || {
+        forum.successful_log_outs().len() >= 2
+    })
+    .await;
+    until("the jobs to complete", async || {
+        pending_jobs(&db).await == 0
+    })
+    .await;
     let mut delivered = forum.successful_log_outs();
     delivered.sort_unstable();
     let mut expected = vec![alice, bob];

@@ -105,7 +105,12 @@ async fn resolve_prefers_sid_then_falls_back_to_sub(store: Store) {
 
 async fn a_batch_of_logins_is_written_whole_and_again_harmlessly(store: Store) {
     let completed = |n: usize, sub: &str| CompletedLogin {
-        login: login(sub, Some(&format!("sid-{n}")), &format!("ext-{sub}"), n as i64),
+        login: login(
+            sub,
+            Some(&format!("sid-{n}")),
+            &format!("ext-{sub}"),
+            n as i64,
+        ),
         session_id: format!("session-{n}"),
         session: SessionRecord {
             external_id: format!("ext-{sub}"),
@@ -125,10 +130,17 @@ async fn a_batch_of_logins_is_written_whole_and_again_harmlessly(store: Store) {
         store.external_ids_for_sub(ISS, "alice").await.unwrap(),
         vec!["ext-alice"]
     );
-    for (sid, external_id) in [("sid-1", "ext-alice"), ("sid-2", "ext-bob"), ("sid-3", "ext-alice")]
-    {
+    for (sid, external_id) in [
+        ("sid-1", "ext-alice"),
+        ("sid-2", "ext-bob"),
+        ("sid-3", "ext-alice"),
+    ] {
         assert_eq!(
-            store.external_id_for_sid(ISS, sid).await.unwrap().as_deref(),
+            store
+                .external_id_for_sid(ISS, sid)
+                .await
+                .unwrap()
+                .as_deref(),
             Some(external_id)
         );
     }
@@ -166,10 +178,20 @@ async fn concurrent_remember_jti_admits_exactly_one(store: Store) {
 
 async fn accepting_a_logout_remembers_its_jti_and_queues_its_jobs_together(store: Store) {
     let jobs = [job("ext-a", 0), job("ext-b", 0)];
-    assert!(store.accept_logout(ISS, "j1", at(100), &jobs).await.unwrap());
+    assert!(
+        store
+            .accept_logout(ISS, "j1", at(100), &jobs)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.pending_count().await.unwrap(), 2);
     // A replay queues nothing.
-    assert!(!store.accept_logout(ISS, "j1", at(100), &jobs).await.unwrap());
+    assert!(
+        !store
+            .accept_logout(ISS, "j1", at(100), &jobs)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.pending_count().await.unwrap(), 2);
     assert!(!store.remember_jti(ISS, "j1", at(100)).await.unwrap());
     // A token naming nobody is still remembered.
@@ -223,7 +245,10 @@ async fn jobs_go_through_claim_reschedule_complete_and_give_up(store: Store) {
     assert_eq!(claimed[0].job.reason, RelayReason::BackchannelLogout);
     assert!(!claimed[0].taken_over);
 
-    store.reschedule(first, at(30), 1, "HTTP 503").await.unwrap();
+    store
+        .reschedule(first, at(30), 1, "HTTP 503")
+        .await
+        .unwrap();
     let claimed = store.claim_due(at(10), 10, LEASE, "w1").await.unwrap();
     assert_eq!(
         claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -343,7 +368,10 @@ async fn prune_drops_only_what_is_past_its_time(store: Store) {
         .unwrap();
     store.remember_jti(ISS, "expired", at(10)).await.unwrap();
     store.remember_jti(ISS, "live", at(40 * day)).await.unwrap();
-    store.put_session("expired", &session(at(10))).await.unwrap();
+    store
+        .put_session("expired", &session(at(10)))
+        .await
+        .unwrap();
     store
         .put_session("live", &session(at(40 * day)))
         .await
