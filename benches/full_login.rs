@@ -44,13 +44,12 @@ mod node;
 use node::node_dir;
 
 /// The throwaway PostgreSQL cluster the end-to-end tests use, for the shared-store run.
-mod pg {
-    #[path = "../../tests/e2e/support/postgres.rs"]
-    #[allow(dead_code)]
-    pub mod postgres;
-    #[path = "../../tests/e2e/support/skip.rs"]
-    pub mod skip;
-}
+#[path = "../tests/e2e/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+/// Its visible skip when no PostgreSQL server is installed.
+#[path = "../tests/e2e/support/skip.rs"]
+mod skip;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -605,7 +604,7 @@ async fn run() {
     // The same bridge on the shared PostgreSQL store, when a server is installed here.
     let postgres = match std::env::var("FULL_LOGIN_POSTGRES").as_deref() {
         Ok("false") => None,
-        _ => pg::postgres::TestPostgres::start("full_login (PostgreSQL store)").await,
+        _ => postgres::TestPostgres::start("full_login (PostgreSQL store)").await,
     };
     let pg_settings = match &postgres {
         Some(cluster) => Some(BridgeSettings {
