@@ -11,6 +11,13 @@
 //     "autoConsent": true,                false: the consent page is shown and must be submitted
 //     "rpInitiatedLogout": true,          false: no end_session_endpoint in discovery
 //     "backchannelLogout": true,
+//     "tls": { "cert": "<path>", "key": "<path>", "clientCa": "<path>" }
+//                                         optional: serve HTTPS with this PEM certificate; the
+//                                         issuer becomes https://<host>:<port>. Client
+//                                         certificates are requested (not required) and verified
+//                                         against clientCa, for tls_client_auth (RFC 8705; a
+//                                         client registers tls_client_auth_san_dns).
+//     "host": "127.0.0.1",                the issuer's host name (the OP listens on 127.0.0.1)
 //     "clients": [{ "client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris",
 //                   "backchannel_logout_uri", "backchannel_logout_session_required",
 //                   "token_endpoint_auth_method", ... any other client metadata }],
@@ -72,7 +79,9 @@
 //        /jwks, /me) waits ms before being served: an IdP that hangs.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { promisify } from 'node:util';
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
@@ -215,13 +224,21 @@ async function putClient(metadata) {
   return full;
 }
 
-const server = http.createServer();
+const server = config.tls
+  ? https.createServer({
+    cert: fs.readFileSync(config.tls.cert),
+    key: fs.readFileSync(config.tls.key),
+    ca: config.tls.clientCa ? fs.readFileSync(config.tls.clientCa) : undefined,
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(config.port ?? 0, '127.0.0.1', resolve);
 });
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = `${config.tls ? 'https' : 'http'}://${config.host ?? '127.0.0.1'}:${port}`;
 
 let signingKeys = [await firstKeyPromise];
 const currentKey = () => signingKeys[0];
@@ -249,6 +266,22 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: config.backchannelLogout ?? true },
     rpInitiatedLogout: { enabled: config.rpInitiatedLogout ?? true },
     revocation: { enabled: false },
+    // RFC 8705 tls_client_auth: the certificate the client presented in this TLS connection.
+    mTLS: {
+      enabled: Boolean(config.tls),
+      tlsClientAuth: true,
+      certificateBoundAccessTokens: false,
+      getCertificate(ctx) {
+        return ctx.socket?.getPeerX509Certificate?.()?.toString();
+      },
+      certificateAuthorized(ctx) {
+        return ctx.socket?.authorized === true;
+      },
+      certificateSubjectMatches(ctx, property, expected) {
+        const names = (ctx.socket?.getPeerX509Certificate?.()?.subjectAltName ?? '').split(', ');
+        return property === 'tls_client_auth_san_dns' && names.includes(`DNS:${expected}`);
+      },
+    },
   },
   ttl: {
     AccessToken: 3600,
