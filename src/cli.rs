@@ -173,7 +173,9 @@ async fn check_online(path: Option<PathBuf>) -> ExitCode {
         }
         Err(e) => {
             ok = false;
-            write_out(&format!("identity provider: cannot build the HTTP client: {e}\n"));
+            write_out(&format!(
+                "identity provider: cannot build the HTTP client: {e}\n"
+            ));
         }
     }
     let mut status = config.discourse.url.clone();

@@ -88,10 +88,8 @@ pub fn load_signing_key(
     let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| PemFileError::NoKey {
         path: path.display().to_string(),
     })?;
-    rustls::crypto::ring::sign::any_supported_type(&der).map_err(|_| {
-        PemFileError::UnsupportedKey {
-            path: path.display().to_string(),
-        }
+    rustls::crypto::ring::sign::any_supported_type(&der).map_err(|_| PemFileError::UnsupportedKey {
+        path: path.display().to_string(),
     })
 }
 
@@ -164,9 +162,8 @@ impl OutboundSettings {
             builder = builder.identity(identity.reqwest()?);
         }
         if let Some(proxy) = &self.proxy {
-            builder = builder.proxy(
-                reqwest::Proxy::all(proxy.as_str())?.no_proxy(reqwest::NoProxy::from_env()),
-            );
+            builder = builder
+                .proxy(reqwest::Proxy::all(proxy.as_str())?.no_proxy(reqwest::NoProxy::from_env()));
         }
         builder.build()
     }
@@ -214,9 +211,9 @@ fn tls_reason(error: &rustls::Error) -> String {
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "expired".to_owned()
         }
-        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            "not valid for this host name".to_owned()
-        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "not valid for this host name".to_owned(),
         rustls::Error::InvalidCertificate(other) => format!("invalid certificate ({other:?})"),
         other => other.to_string(),
     }
@@ -237,7 +234,10 @@ mod tests {
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        rcgen::CertifiedKey { cert, key_pair: key }
+        rcgen::CertifiedKey {
+            cert,
+            key_pair: key,
+        }
     }
 
     #[test]
@@ -250,7 +250,10 @@ mod tests {
 
         let empty = write(&dir, "empty.pem", "nothing here\n");
         let error = load_ca_file(&empty).unwrap_err().to_string();
-        assert!(error.contains("empty.pem") && error.contains("no PEM certificate"), "{error}");
+        assert!(
+            error.contains("empty.pem") && error.contains("no PEM certificate"),
+            "{error}"
+        );
         let missing = load_ca_file(&dir.path().join("absent.pem")).unwrap_err();
         assert!(matches!(missing, PemFileError::Unreadable { .. }));
     }
@@ -281,6 +284,9 @@ mod tests {
         let url = Url::parse("https://idp.corp.example/realms/x").unwrap();
         let text = describe(&io, &url, "oidc.ca_file");
         assert!(text.contains("idp.corp.example"), "{text}");
-        assert!(text.contains("UnknownIssuer") && text.contains("oidc.ca_file"), "{text}");
+        assert!(
+            text.contains("UnknownIssuer") && text.contains("oidc.ca_file"),
+            "{text}"
+        );
     }
 }

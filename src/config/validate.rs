@@ -15,13 +15,13 @@ use url::{Host, Url};
 use super::layers::env_var_name;
 use super::raw::{RawConfig, RawDiscourse, RawLimits, RawLog, RawLogout, RawOidc, RawSecret};
 use super::raw::{RawServer, RawSession, RawStore};
-use crate::oidc::client_auth::ClientKey;
-use crate::outbound::ClientIdentity;
 use super::{
     Config, ConfigProblem, ConfigSource, DiscourseConfig, LimitsConfig, LogConfig, LogoutConfig,
     OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod,
 };
 use crate::mapping::Mapper;
+use crate::oidc::client_auth::ClientKey;
+use crate::outbound::ClientIdentity;
 
 /// Discourse forgets a DiscourseConnect nonce 30 minutes after issuing it (10 minutes in versions
 /// from before March 2024), so a login that takes longer can never be completed.
@@ -453,14 +453,12 @@ fn client_credentials(
             match loaded {
                 Ok(key) => Some(Some(key)),
                 Err(error) => {
-                    let key = if matches!(
-                        error,
-                        crate::outbound::PemFileError::NoCertificate { .. }
-                    ) {
-                        "oidc.client_cert_file"
-                    } else {
-                        "oidc.client_key_file"
-                    };
+                    let key =
+                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
+                            "oidc.client_cert_file"
+                        } else {
+                            "oidc.client_key_file"
+                        };
                     found.add(key, error.to_string());
                     None
                 }
@@ -474,12 +472,12 @@ fn client_credentials(
             match ClientIdentity::load(cert, key) {
                 Ok(identity) => Some(Some(identity)),
                 Err(error) => {
-                    let key = if matches!(error, crate::outbound::PemFileError::NoCertificate { .. })
-                    {
-                        "oidc.client_cert_file"
-                    } else {
-                        "oidc.client_key_file"
-                    };
+                    let key =
+                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
+                            "oidc.client_cert_file"
+                        } else {
+                            "oidc.client_key_file"
+                        };
                     found.add(key, error.to_string());
                     None
                 }
@@ -832,7 +830,8 @@ fn web_url(key: &str, text: &str, found: &mut Problems<'_>) -> Option<Url> {
 /// URLs built from it mean one thing to every server and proxy on the way.
 fn base_url(key: &str, text: &str, found: &mut Problems<'_>) -> Option<Url> {
     let mut url = web_url(key, text, found)?;
-    let path = url.path().trim_end_matches('/').to_owned();
+    let path = url.path();
+    let path = path.strip_suffix('/').unwrap_or(path).to_owned();
     if path.is_empty() {
         url.set_path("/");
         return Some(url);
@@ -1001,7 +1000,10 @@ mod tests {
             ("https://forum.example.com", "https://forum.example.com/"),
             ("https://example.com/forum", "https://example.com/forum"),
             ("https://example.com/forum/", "https://example.com/forum"),
-            ("https://example.com/a/b-c_d.e~f", "https://example.com/a/b-c_d.e~f"),
+            (
+                "https://example.com/a/b-c_d.e~f",
+                "https://example.com/a/b-c_d.e~f",
+            ),
         ] {
             let (url, problems) = check(|f| base_url("k", text, f));
             assert!(problems.is_empty(), "{text}: {problems:?}");

@@ -191,13 +191,7 @@ impl BridgeCookies {
     }
 
     /// The one cookie builder: every flag, every time.
-    fn build(
-        &self,
-        name: String,
-        value: String,
-        path: &str,
-        max_age: Duration,
-    ) -> Cookie<'static> {
+    fn build(&self, name: String, value: String, path: &str, max_age: Duration) -> Cookie<'static> {
         Cookie::build((name, value))
             .http_only(true)
             .secure(self.secure)

@@ -114,8 +114,8 @@ impl ClientKey {
         let spki = key.public_key().ok_or_else(unsupported)?;
         let (kind, public_jwk) = match key.algorithm() {
             rustls::SignatureAlgorithm::RSA => {
-                let public =
-                    rsa::RsaPublicKey::from_public_key_der(spki.as_ref()).map_err(|_| unsupported())?;
+                let public = rsa::RsaPublicKey::from_public_key_der(spki.as_ref())
+                    .map_err(|_| unsupported())?;
                 let jwk = json!({
                     "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
                     "kty": "RSA",
@@ -158,7 +158,11 @@ impl ClientKey {
 
     /// Adds the `x5t` / `x5t#S256` headers of the certificate in `cert_file` (its first one),
     /// after checking the key belongs to it.
-    pub fn with_certificate(mut self, cert_file: &Path, key_file: &Path) -> Result<Self, PemFileError> {
+    pub fn with_certificate(
+        mut self,
+        cert_file: &Path,
+        key_file: &Path,
+    ) -> Result<Self, PemFileError> {
         outbound::ClientIdentity::load(cert_file, key_file)?;
         let certs = outbound::load_certs(cert_file)?;
         if let Some(leaf) = certs.first() {
@@ -374,7 +378,11 @@ mod tests {
         let again = key
             .assertion(alg, "bridge", "https://idp.example/token", now)
             .unwrap();
-        assert_ne!(parts(&again).1["jti"], claims["jti"], "every assertion has a fresh jti");
+        assert_ne!(
+            parts(&again).1["jti"],
+            claims["jti"],
+            "every assertion has a fresh jti"
+        );
     }
 
     #[test]
@@ -396,10 +404,8 @@ mod tests {
         let jwt = key.assertion(alg, "c", "https://idp/token", now).unwrap();
         let (header, _, sig) = parts(&jwt);
         assert_eq!(header["alg"], "RS256");
-        let public = rsa::RsaPublicKey::from_public_key_der(
-            key.key.public_key().unwrap().as_ref(),
-        )
-        .unwrap();
+        let public =
+            rsa::RsaPublicKey::from_public_key_der(key.key.public_key().unwrap().as_ref()).unwrap();
         let input = jwt.rsplit_once('.').unwrap().0;
         let digest = Sha256::digest(input.as_bytes());
         public
@@ -415,12 +421,21 @@ mod tests {
             "kty": "RSA",
             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
         });
-        assert_eq!(thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
     fn malformed_ecdsa_signatures_are_refused_not_panicked_on() {
-        for der in [&[][..], &[0x30], &[0x30, 0x02, 0x02, 0x00], &[0x31, 0x00], &[0x30, 0x81]] {
+        for der in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x02, 0x02, 0x00],
+            &[0x31, 0x00],
+            &[0x30, 0x81],
+        ] {
             assert_eq!(ecdsa_der_to_fixed(der, 32), None, "{der:?}");
         }
         let ok = [0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x07];

@@ -26,8 +26,8 @@ use tokio::sync::RwLock;
 
 use crate::config::{LogoutConfig, OidcConfig, TokenAuthMethod, UserinfoMode};
 use crate::oidc::authorization::AuthorizationEndpoint;
-use crate::oidc::client_auth::{self, ClientKey, SigningAlg};
 pub use crate::oidc::authorization::AuthorizationRequest;
+use crate::oidc::client_auth::{self, ClientKey, SigningAlg};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
 use crate::oidc::jwk::{self, VerifyingKeySet};
 use crate::oidc::logout_token::{self, LogoutToken, LogoutTokenError, LogoutTokenRules};
@@ -575,9 +575,7 @@ fn json_name(value: &impl serde::Serialize) -> Option<String> {
 fn signing_alg_names(metadata: &ProviderMetadataWithLogout) -> Option<Vec<String>> {
     metadata
         .token_endpoint_auth_signing_alg_values_supported()
-        .map(|algs| {
-            algs.iter().filter_map(json_name).collect()
-        })
+        .map(|algs| algs.iter().filter_map(json_name).collect())
 }
 
 /// Merges userinfo over the ID token's claims (userinfo wins, per the mapping's contract).

@@ -46,7 +46,11 @@ async fn full_login(
 ) -> reqwest::Response {
     let to_bridge = browser.get(forum.sso_start_url("/")).await;
     let at_bridge = browser.step(&to_bridge).await;
-    assert_eq!(at_bridge.status(), StatusCode::FOUND, "bridge /sso must 302");
+    assert_eq!(
+        at_bridge.status(),
+        StatusCode::FOUND,
+        "bridge /sso must 302"
+    );
     let authorize = browser.follow(&at_bridge);
     assert!(authorize.as_str().starts_with(issuer), "{authorize}");
     let callback = browser.login_at_idp(&authorize, "alice").await;
@@ -58,8 +62,17 @@ async fn full_login(
 }
 
 async fn lands_at_forum(forum: &TestForum, browser: &Browser, answer: reqwest::Response) {
-    assert_eq!(answer.status(), StatusCode::FOUND, "bridge answered the callback");
-    assert!(browser.follow(&answer).as_str().starts_with(&forum.return_sso_url()));
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "bridge answered the callback"
+    );
+    assert!(
+        browser
+            .follow(&answer)
+            .as_str()
+            .starts_with(&forum.return_sso_url())
+    );
     browser.step(&answer).await;
     assert_eq!(forum.logins().len(), 1, "the forum accepted one login");
 }
@@ -168,10 +181,9 @@ async fn private_key_jwt_logs_in_and_a_wrong_key_gets_the_idp_error_page() {
         "jwks".to_owned(),
         json!({ "keys": [public_jwk(&registered)] }),
     );
-    client.extra.insert(
-        "token_endpoint_auth_signing_alg".to_owned(),
-        json!("ES256"),
-    );
+    client
+        .extra
+        .insert("token_endpoint_auth_signing_alg".to_owned(), json!("ES256"));
     idp.set_client(&client).await;
     let browser = Browser::trusting(Some(&ca.pem));
     let answer = full_login(&forum, &browser, idp.issuer(), &bridge.url("/callback")).await;
@@ -296,7 +308,10 @@ async fn a_subfolder_forum_and_a_prefixed_bridge_log_in_and_out_end_to_end() {
         .map(|v| v.to_str().unwrap().to_owned())
         .find(|c| c.starts_with("bridge_login_"))
         .expect("a login cookie");
-    assert!(login_cookie.contains("Path=/login/callback"), "{login_cookie}");
+    assert!(
+        login_cookie.contains("Path=/login/callback"),
+        "{login_cookie}"
+    );
     let callback = browser.login_at_idp(&authorize, "alice").await;
     assert!(callback.as_str().starts_with(&format!("{public}/callback")));
     let answer = browser.get(&callback).await;
@@ -427,7 +442,9 @@ async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
     let idp_port = url::Url::parse(idp.issuer()).unwrap().port().unwrap();
     assert!(!targets.is_empty(), "the IdP calls went through the proxy");
     assert!(
-        targets.iter().all(|t| *t == format!("localhost:{idp_port}")),
+        targets
+            .iter()
+            .all(|t| *t == format!("localhost:{idp_port}")),
         "only the IdP went through the proxy: {targets:?}"
     );
 }

@@ -242,7 +242,8 @@ impl TestIdp {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10));
         if let Some(pem) = &options.trust_pem {
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
         }
         if let Some(host) = &options.host {
             http = http.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
