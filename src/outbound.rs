@@ -183,8 +183,9 @@ pub fn describe(error: &(dyn std::error::Error + 'static), url: &Url, hint_key: 
     }
 }
 
-/// The rustls error anywhere in `error`'s chain, looking inside `io::Error`s too (their
-/// `source` skips the wrapped error itself).
+/// The rustls error anywhere in `error`'s chain, looking inside `io::Error`s (their `source`
+/// skips the wrapped error itself) and boxed reqwest errors (openidconnect keeps the transport
+/// error as `Box<reqwest::Error>`, which does not downcast to `reqwest::Error`).
 pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(error);
     while let Some(e) = current {
@@ -193,13 +194,26 @@ pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
         {
-            return Some(tls_reason(tls));
+            if let Some(found) = certificate_problem(inner) {
+                return Some(found);
+            }
+        }
+        if let Some(boxed) = e.downcast_ref::<Box<reqwest::Error>>() {
+            return certificate_problem(&**boxed);
         }
         current = e.source();
     }
     None
+}
+
+/// Whether a transport error (DNS, connection, TLS, timeout: a `reqwest::Error`, boxed or not)
+/// is anywhere in `error`'s chain.
+pub fn is_transport_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        e.downcast_ref::<reqwest::Error>().is_some()
+            || e.downcast_ref::<Box<reqwest::Error>>().is_some()
+    })
 }
 
 fn tls_reason(error: &rustls::Error) -> String {

@@ -210,11 +210,7 @@ fn classify_request_error<E>(during: &'static str, err: E) -> ProviderError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let transport = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .any(|e| e.downcast_ref::<reqwest::Error>().is_some());
-    if transport {
+    if crate::outbound::is_transport_error(&err) {
         ProviderError::Unavailable {
             during,
             source: Box::new(err),

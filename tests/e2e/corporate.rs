@@ -146,18 +146,17 @@ fn write_key(dir: &tempfile::TempDir, name: &str, pem: &str) -> String {
     path.display().to_string()
 }
 
-/// The public JWK of a P-256 key, as the IdP registration needs it.
+/// The public JWK of a P-256 key as the IdP registration needs it, with the `kid` the bridge
+/// derives when none is configured: the RFC 7638 thumbprint, computed here independently.
 fn public_jwk(pair: &rcgen::KeyPair) -> serde_json::Value {
     use base64::Engine as _;
+    use sha2::Digest as _;
     let raw = pair.public_key_raw();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    json!({
-        "kty": "EC",
-        "crv": "P-256",
-        "x": b64.encode(&raw[1..33]),
-        "y": b64.encode(&raw[33..65]),
-        "use": "sig",
-    })
+    let (x, y) = (b64.encode(&raw[1..33]), b64.encode(&raw[33..65]));
+    let members = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = b64.encode(sha2::Sha256::digest(members.as_bytes()));
+    json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y, "use": "sig", "kid": kid })
 }
 
 #[tokio::test]

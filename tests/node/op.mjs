@@ -306,6 +306,10 @@ provider.on('backchannel.error', (_ctx, err, client, sub, sid) => {
   backchannelLog.push({ client_id: client.clientId, sub, sid, ok: false, error: err.message });
 });
 provider.on('server_error', (_ctx, err) => console.error('op server_error:', err));
+// Refused token requests (client authentication included) show up in the test's OP log.
+provider.on('grant.error', (_ctx, err) => {
+  console.error('op grant.error:', err.message, err.error_description ?? '', err.error_detail ?? '');
+});
 
 // ---------------------------------------------------------------------------------------------
 // Signing helpers shared by the mutation and sign endpoints.
