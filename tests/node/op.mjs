@@ -259,6 +259,10 @@ const provider = new Provider(issuer, {
   },
   scopes: allScopes,
   conformIdTokenClaims: config.conformIdTokenClaims ?? false,
+  clientAuthMethods: [
+    'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none',
+    ...(config.tls ? ['tls_client_auth'] : []),
+  ],
   pkce: { required: () => config.pkceRequired ?? true },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   features: {
