@@ -194,10 +194,9 @@ pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
+            && let Some(found) = certificate_problem(inner)
         {
-            if let Some(found) = certificate_problem(inner) {
-                return Some(found);
-            }
+            return Some(found);
         }
         if let Some(boxed) = e.downcast_ref::<Box<reqwest::Error>>() {
             return certificate_problem(&**boxed);

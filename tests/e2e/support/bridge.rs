@@ -145,14 +145,13 @@ request_timeout = "10s"
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let bridge = TestBridge {
+        TestBridge {
             base,
             store_dir,
             clock_offset_ms,
             shutdown: Some(tx),
             task: Some(task),
-        };
-        bridge
+        }
     }
 
     /// Waits until `/readyz` answers 200 (discovery done).
