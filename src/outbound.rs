@@ -179,7 +179,7 @@ pub fn describe(error: &(dyn std::error::Error + 'static), url: &Url, hint_key: 
             "TLS certificate of {host} rejected: {reason}; if {host} uses a private certificate \
              authority, set {hint_key} to its PEM bundle"
         ),
-        None => crate::error::Chain(error).to_string(),
+        None => crate::telemetry::Chain(error).to_string(),
     }
 }
 
