@@ -240,7 +240,10 @@ impl Provider {
         let started = Instant::now();
         let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
-        let metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
+        let mut metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
+        if cfg.token_auth_method == TokenAuthMethod::TlsClientAuth {
+            metadata = with_mtls_aliases(metadata, &http).await?;
+        }
 
         let client_id = ClientId::new(cfg.client_id.clone());
         let client_secret = cfg
@@ -557,6 +560,55 @@ impl Provider {
             _ => Err(ProviderError::invalid("userinfo", "not a JSON object")),
         }
     }
+}
+
+/// RFC 8705 §5: with mutual TLS, the token and userinfo requests go to the endpoints listed in
+/// the discovery document's `mtls_endpoint_aliases`, when it has them (IdPs that ask for client
+/// certificates on a separate host or port). openidconnect drops unknown metadata, so the
+/// document is read once more as JSON; aliases must be https URLs.
+async fn with_mtls_aliases(
+    metadata: ProviderMetadataWithLogout,
+    http: &reqwest::Client,
+) -> Result<ProviderMetadataWithLogout, ProviderError> {
+    const DURING: &str = "discovery (mtls_endpoint_aliases)";
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        metadata.issuer().as_str().trim_end_matches('/')
+    );
+    let document: Value = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| classify_request_error(DURING, e))?
+        .json()
+        .await
+        .map_err(|e| classify_request_error(DURING, e))?;
+    let Some(aliases) = document.get("mtls_endpoint_aliases") else {
+        return Ok(metadata);
+    };
+    let alias = |name: &str| -> Result<Option<String>, ProviderError> {
+        match aliases.get(name) {
+            None => Ok(None),
+            Some(Value::String(url)) if url.starts_with("https://") => Ok(Some(url.clone())),
+            Some(_) => Err(ProviderError::invalid(
+                DURING,
+                format!("{name} is not an https URL"),
+            )),
+        }
+    };
+    let mut metadata = metadata;
+    if let Some(token) = alias("token_endpoint")? {
+        let token =
+            openidconnect::TokenUrl::new(token).map_err(|e| ProviderError::rejected(DURING, e))?;
+        metadata = metadata.set_token_endpoint(Some(token));
+    }
+    if let Some(userinfo) = alias("userinfo_endpoint")? {
+        let userinfo = openidconnect::UserInfoUrl::new(userinfo)
+            .map_err(|e| ProviderError::rejected(DURING, e))?;
+        metadata = metadata.set_userinfo_endpoint(Some(userinfo));
+    }
+    Ok(metadata)
 }
 
 /// The name a discovery enum value has in the JSON document.

@@ -254,6 +254,50 @@ async fn tls_client_auth_logs_in_and_an_unregistered_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn tls_client_auth_uses_the_mtls_endpoint_aliases_from_discovery() {
+    let ca = TestCa::new("corp-root");
+    let server = ca.issue("op", &["127.0.0.1", "localhost"]);
+    // Only the alias listener hands the OP a client certificate: a token request sent to the
+    // ordinary endpoint would fail client authentication.
+    let idp = TestIdp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert_file,
+            key: server.key_file,
+            client_ca: Some(ca.ca_file.clone()),
+        }),
+        mtls_aliases: true,
+        trust_pem: Some(ca.pem.clone()),
+        ..IdpOptions::default()
+    })
+    .await;
+    let forum = TestForum::start(ForumOptions::default()).await;
+    let client_cert = ca.issue("bridge-client", &["bridge-client.example"]);
+    let (cert_file, key_file, ca_file) = (
+        client_cert.cert_file.display().to_string(),
+        client_cert.key_file.display().to_string(),
+        ca.ca_file.display().to_string(),
+    );
+    let env = [
+        ("BRIDGE_OIDC__CA_FILE", ca_file.as_str()),
+        ("BRIDGE_OIDC__TOKEN_AUTH_METHOD", "tls_client_auth"),
+        ("BRIDGE_OIDC__CLIENT_SECRET", ""),
+        ("BRIDGE_OIDC__CLIENT_CERT_FILE", cert_file.as_str()),
+        ("BRIDGE_OIDC__CLIENT_KEY_FILE", key_file.as_str()),
+        ("BRIDGE_OIDC__USERINFO", "true"),
+    ];
+    let bridge = TestBridge::start_with_env(&idp, &forum, "", &env).await;
+    let mut client = client_for(&bridge, "tls_client_auth");
+    client.extra.insert(
+        "tls_client_auth_san_dns".to_owned(),
+        json!("bridge-client.example"),
+    );
+    idp.set_client(&client).await;
+    let browser = Browser::trusting(Some(&ca.pem));
+    let answer = full_login(&forum, &browser, idp.issuer(), &bridge.url("/callback")).await;
+    lands_at_forum(&forum, &browser, answer).await;
+}
+
+#[tokio::test]
 async fn a_public_client_logs_in_with_pkce_alone() {
     let idp = TestIdp::start(IdpOptions::default()).await;
     let forum = TestForum::start(ForumOptions::default()).await;

@@ -18,6 +18,10 @@
 //                                         against clientCa, for tls_client_auth (RFC 8705; a
 //                                         client registers tls_client_auth_san_dns).
 //     "host": "127.0.0.1",                the issuer's host name (the OP listens on 127.0.0.1)
+//     "mtlsAliases": false,               with tls: a second HTTPS listener that requires client
+//                                         certificates, published as mtls_endpoint_aliases
+//                                         (token, userinfo) in discovery (RFC 8705 §5); only
+//                                         there does tls_client_auth find a certificate
 //     "clients": [{ "client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris",
 //                   "backchannel_logout_uri", "backchannel_logout_session_required",
 //                   "token_endpoint_auth_method", ... any other client metadata }],
@@ -238,6 +242,25 @@ await new Promise((resolve, reject) => {
   server.listen(config.port ?? 0, '127.0.0.1', resolve);
 });
 const { port } = server.address();
+
+// RFC 8705 §5 aliases: the same OP behind a listener that insists on client certificates.
+let aliasPort;
+if (config.tls && config.mtlsAliases) {
+  const aliasServer = https.createServer({
+    cert: fs.readFileSync(config.tls.cert),
+    key: fs.readFileSync(config.tls.key),
+    ca: config.tls.clientCa ? fs.readFileSync(config.tls.clientCa) : undefined,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  await new Promise((resolve, reject) => {
+    aliasServer.once('error', reject);
+    aliasServer.listen(0, '127.0.0.1', resolve);
+  });
+  aliasPort = aliasServer.address().port;
+  aliasServer.on('request', (req, res) => provider.callback()(req, res));
+}
+const onAliasListener = (ctx) => !config.mtlsAliases || ctx.socket?.localPort === aliasPort;
 const issuer = `${config.tls ? 'https' : 'http'}://${config.host ?? '127.0.0.1'}:${port}`;
 
 let signingKeys = [await firstKeyPromise];
@@ -276,6 +299,7 @@ const provider = new Provider(issuer, {
       tlsClientAuth: true,
       certificateBoundAccessTokens: false,
       getCertificate(ctx) {
+        if (!onAliasListener(ctx)) return undefined;
         return ctx.socket?.getPeerX509Certificate?.()?.toString();
       },
       certificateAuthorized(ctx) {
@@ -497,6 +521,13 @@ provider.use(async (ctx, next) => {
 
   await next();
 
+  if (aliasPort && ctx.path === '/.well-known/openid-configuration' && ctx.status === 200) {
+    const base = `https://${config.host ?? '127.0.0.1'}:${aliasPort}`;
+    ctx.body = {
+      ...ctx.body,
+      mtls_endpoint_aliases: { token_endpoint: `${base}/token`, userinfo_endpoint: `${base}/me` },
+    };
+  }
   if (ctx.method === 'POST' && ctx.path === '/token' && ctx.status === 200
       && ctx.body?.id_token && idTokenMutations.length > 0) {
     const { claims, header, sign } = idTokenMutations.shift();

@@ -81,6 +81,8 @@ pub struct IdpOptions {
     /// Serve HTTPS with this certificate (see `op.mjs`'s header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<IdpTls>,
+    /// With `tls`: publish a client-certificate-only listener as `mtls_endpoint_aliases`.
+    pub mtls_aliases: bool,
     /// The issuer's host name (the OP still listens on 127.0.0.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -126,6 +128,7 @@ impl Default for IdpOptions {
             rp_initiated_logout: true,
             backchannel_logout: true,
             tls: None,
+            mtls_aliases: false,
             host: None,
             trust_pem: None,
             clients: Vec::new(),
