@@ -132,17 +132,52 @@ impl ClientIdentity {
 }
 
 /// Everything an outbound client is built from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OutboundSettings {
     /// Bound on every request.
     pub timeout: Duration,
-    /// Trusted in addition to the built-in public roots.
+    /// Trust the public roots built into the binary (off with `server.trust_store = "os"`,
+    /// whose certificates then come in `extra_roots`).
+    pub builtin_roots: bool,
+    /// Trusted in addition to (or, without `builtin_roots`, instead of) the built-in roots.
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Presented when the server asks for a client certificate.
     pub identity: Option<ClientIdentity>,
     /// Every request goes through this proxy (except hosts `NO_PROXY` names); `None` follows
     /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` from the environment.
     pub proxy: Option<Url>,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            builtin_roots: true,
+            extra_roots: Vec::new(),
+            identity: None,
+            proxy: None,
+        }
+    }
+}
+
+/// The operating system's trusted certificates (rustls-native-certs). An error when none could
+/// be loaded, with the reasons the loader gave.
+pub fn load_os_roots() -> Result<Vec<CertificateDer<'static>>, String> {
+    let loaded = rustls_native_certs::load_native_certs();
+    if loaded.certs.is_empty() {
+        let reasons: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        return Err(if reasons.is_empty() {
+            "the operating system's trust store holds no certificates (install ca-certificates, \
+             or set SSL_CERT_FILE)"
+                .to_owned()
+        } else {
+            format!(
+                "the operating system's trust store could not be read: {}",
+                reasons.join("; ")
+            )
+        });
+    }
+    Ok(loaded.certs)
 }
 
 impl OutboundSettings {
@@ -154,7 +189,8 @@ impl OutboundSettings {
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("discourse-oidc-bridge/", env!("CARGO_PKG_VERSION")))
-            .use_rustls_tls();
+            .use_rustls_tls()
+            .tls_built_in_root_certs(self.builtin_roots);
         for cert in &self.extra_roots {
             builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert)?);
         }

@@ -612,7 +612,7 @@ fn secrets_never_appear_in_debug_output_or_problems() {
 
 #[test]
 fn cross_key_rules_are_enforced() {
-    let cases: [(&[(&str, &str)], &str); 13] = [
+    let cases: [(&[(&str, &str)], &str); 14] = [
         (
             &[("BRIDGE_OIDC__CLIENT_SECRET", "")],
             "oidc.client_secret: is required unless oidc.token_auth_method is \"private_key_jwt\"",
@@ -662,6 +662,10 @@ fn cross_key_rules_are_enforced() {
         (
             &[("BRIDGE_OIDC__CA_FILE", "/nonexistent/ca.pem")],
             "oidc.ca_file: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            &[("BRIDGE_SERVER__TRUST_STORE", "windows")],
+            "server.trust_store: `windows` is not one of: builtin, os",
         ),
         (
             &[("BRIDGE_SERVER__OUTBOUND_PROXY", "socks5://proxy:1080")],

@@ -101,6 +101,21 @@ pub struct ServerConfig {
     /// Proxy for every outbound request (IdP and Discourse); `None` follows the `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` environment variables. `NO_PROXY` applies either way.
     pub outbound_proxy: Option<Url>,
+    /// Which certificate authorities outgoing HTTPS trusts before any `ca_file`.
+    pub trust_store: TrustStore,
+    /// The operating system's certificates, loaded once when `trust_store` is `os`.
+    pub os_roots: Vec<CertificateDer<'static>>,
+}
+
+/// The base list of trusted certificate authorities (`server.trust_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustStore {
+    /// The Mozilla root list built into the binary (webpki-roots).
+    Builtin,
+    /// The operating system's store instead (rustls-native-certs: `/etc/ssl/certs` on Linux, or
+    /// the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    Os,
 }
 
 /// `[discourse]`
@@ -529,7 +544,8 @@ impl Config {
     pub fn idp_outbound(&self) -> OutboundSettings {
         OutboundSettings {
             timeout: self.oidc.http_timeout,
-            extra_roots: self.oidc.ca_certs.clone(),
+            builtin_roots: self.server.trust_store == TrustStore::Builtin,
+            extra_roots: [&self.server.os_roots[..], &self.oidc.ca_certs[..]].concat(),
             identity: self.oidc.client_identity.clone(),
             proxy: self.server.outbound_proxy.clone(),
         }
@@ -540,7 +556,8 @@ impl Config {
     pub fn discourse_outbound(&self) -> OutboundSettings {
         OutboundSettings {
             timeout: self.oidc.http_timeout,
-            extra_roots: self.discourse.ca_certs.clone(),
+            builtin_roots: self.server.trust_store == TrustStore::Builtin,
+            extra_roots: [&self.server.os_roots[..], &self.discourse.ca_certs[..]].concat(),
             identity: None,
             proxy: self.server.outbound_proxy.clone(),
         }

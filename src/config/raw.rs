@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::{LogFormat, TokenAuthMethod, UserinfoMode};
+use super::{LogFormat, TokenAuthMethod, TrustStore, UserinfoMode};
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 /// The whole file. Every section may be left out; required keys are reported by validation so
@@ -41,6 +41,7 @@ pub(crate) struct RawServer {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
     pub(crate) outbound_proxy: Option<String>,
+    pub(crate) trust_store: TrustStore,
 }
 
 /// All interfaces, because the bridge usually runs in a container whose port is published by
@@ -55,6 +56,7 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             outbound_proxy: None,
+            trust_store: TrustStore::Builtin,
         }
     }
 }

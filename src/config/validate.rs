@@ -17,7 +17,7 @@ use super::raw::{RawConfig, RawDiscourse, RawLimits, RawLog, RawLogout, RawOidc,
 use super::raw::{RawServer, RawSession, RawStore};
 use super::{
     Config, ConfigProblem, ConfigSource, DiscourseConfig, LimitsConfig, LogConfig, LogoutConfig,
-    OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod,
+    OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod, TrustStore,
 };
 use crate::mapping::Mapper;
 use crate::oidc::client_auth::ClientKey;
@@ -204,8 +204,21 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         None => Some(None),
     };
 
+    let os_roots = match raw.trust_store {
+        TrustStore::Builtin => Some(Vec::new()),
+        TrustStore::Os => match crate::outbound::load_os_roots() {
+            Ok(certs) => Some(certs),
+            Err(problem) => {
+                found.add("server.trust_store", problem);
+                None
+            }
+        },
+    };
+
     let public_url = public_url?;
     Some(ServerConfig {
+        trust_store: raw.trust_store,
+        os_roots: os_roots?,
         listen: listen?,
         path_prefix: public_url.path().trim_end_matches('/').to_owned(),
         public_url,

@@ -401,6 +401,7 @@ impl Drop for Process {
     }
 }
 
+/// Also: `trust_store = "os"` with `SSL_CERT_FILE` naming the test CA (no `ca_file`).
 #[tokio::test]
 async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
     let ca = TestCa::new("corp-root");
@@ -432,7 +433,10 @@ async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
         .env("BRIDGE_OIDC__ISSUER", idp.issuer())
         .env("BRIDGE_OIDC__CLIENT_ID", CLIENT_ID)
         .env("BRIDGE_OIDC__CLIENT_SECRET", CLIENT_SECRET)
-        .env("BRIDGE_OIDC__CA_FILE", &ca.ca_file)
+        // The operating system's trust store instead of the built-in list, pointed at the
+        // test CA the way an operator would point it at a company bundle.
+        .env("BRIDGE_SERVER__TRUST_STORE", "os")
+        .env("SSL_CERT_FILE", &ca.ca_file)
         .env("BRIDGE_OIDC__SCOPES", "openid email profile groups")
         .env(
             "BRIDGE_SESSION__SECRET",
