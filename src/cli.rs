@@ -1,5 +1,4 @@
-//! Command-line interface (clap): `serve`, `check`, `explain`, `demo`, `healthcheck`, `logout`,
-//! `sync` and `copy-store`.
+//! Command-line interface (clap): `serve`, `check`, `explain`, `demo` and `healthcheck`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -27,8 +26,9 @@ pub enum Command {
     Serve,
     /// Validate the configuration: print every problem and exit 1, or print OK and warnings.
     Check {
-        /// Also connect to the store (PostgreSQL when store.url is set) and report what it
-        /// holds; changes nothing.
+        /// Also reach the identity provider (discovery, keys, client authentication method and
+        /// algorithm), the forum and the store (PostgreSQL: server and schema version), and
+        /// report certificate and connection problems; changes nothing.
         #[arg(long)]
         online: bool,
     },
@@ -102,7 +102,15 @@ pub fn run(mut cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { online: false } => check(cli.config),
         Command::Check { online: true } => match check(cli.config.clone()) {
-            code if code == ExitCode::SUCCESS => with_runtime(check_online(cli.config)),
+            code if code == ExitCode::SUCCESS => with_runtime(async {
+                let peers = check_online(cli.config.clone()).await;
+                let store = check_store_online(cli.config).await;
+                if peers == ExitCode::SUCCESS {
+                    store
+                } else {
+                    peers
+                }
+            }),
             code => code,
         },
         Command::CopyStore { from } => with_runtime(copy_store(cli.config, from)),
@@ -143,8 +151,83 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// `check --online`: opens the configured store without changing it and reports on it.
+/// `check --online`: discovery at the IdP through the configured trust, proxy and client
+/// credentials (which also chooses the `private_key_jwt` algorithm), and a request to the
+/// forum's `/srv/status`. Prints one line per peer; exit 1 when one cannot be used.
 async fn check_online(path: Option<PathBuf>) -> ExitCode {
+    let Ok(config) = load_or_report(path.as_deref()) else {
+        return ExitCode::from(2);
+    };
+    let mut ok = true;
+    match config.idp_outbound().client() {
+        Ok(http) => {
+            match crate::oidc::provider::Provider::discover(
+                http,
+                &config.oidc,
+                &config.logout,
+                &config.callback_url(),
+            )
+            .await
+            {
+                Ok(provider) => {
+                    let mut line = format!(
+                        "identity provider: OK, {} (token_auth_method {})",
+                        provider.issuer().as_str(),
+                        config.oidc.token_auth_method.as_str()
+                    );
+                    if let Some(alg) = provider.assertion_alg() {
+                        line.push_str(&format!(", client assertions signed with {alg}"));
+                    }
+                    write_out(&format!("{line}\n"));
+                }
+                Err(e) => {
+                    ok = false;
+                    let problem =
+                        crate::outbound::describe(&e, &config.oidc.issuer, "oidc.ca_file");
+                    write_out(&format!("identity provider: {problem}\n"));
+                }
+            }
+        }
+        Err(e) => {
+            ok = false;
+            write_out(&format!(
+                "identity provider: cannot build the HTTP client: {e}\n"
+            ));
+        }
+    }
+    let mut status = config.discourse.url.clone();
+    let prefix = status.path().trim_end_matches('/').to_owned();
+    status.set_path(&format!("{prefix}/srv/status"));
+    match config.discourse_outbound().client() {
+        Ok(http) => match http.get(status.clone()).send().await {
+            Ok(response) if response.status().is_success() => {
+                write_out(&format!("forum: OK, {status}\n"));
+            }
+            Ok(response) => {
+                ok = false;
+                write_out(&format!("forum: {status} answered {}\n", response.status()));
+            }
+            Err(e) => {
+                ok = false;
+                let problem = crate::outbound::describe(&e, &status, "discourse.ca_file");
+                write_out(&format!("forum: {problem}\n"));
+            }
+        },
+        Err(e) => {
+            ok = false;
+            write_out(&format!("forum: cannot build the HTTP client: {e}\n"));
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The store part of `check --online`: opens the configured store without changing it and
+/// reports on it.
+async fn check_store_online(path: Option<PathBuf>) -> ExitCode {
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let Some(settings) = &config.store.postgres else {
@@ -315,7 +398,7 @@ fn admin_api(config: &config::Config) -> Result<crate::discourse::api::Discourse
         write_err("discourse.api_key and discourse.api_username must be set for this command\n");
         return Err(ExitCode::from(2));
     };
-    let http = crate::app::http_client(config.oidc.http_timeout).map_err(|e| {
+    let http = config.discourse_outbound().client().map_err(|e| {
         write_err(&format!("cannot build the HTTP client: {e}\n"));
         ExitCode::FAILURE
     })?;
