@@ -372,6 +372,10 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
                 ));
                 Ok(ExitCode::SUCCESS)
             }
+            Some(JobOutcome::Applied { user_id }) => {
+                write_out(&format!("applied for Discourse user {user_id} ({external_id})\n"));
+                Ok(ExitCode::SUCCESS)
+            }
             Some(JobOutcome::NoSuchUser) => {
                 write_out(&format!(
                     "no Discourse user has external_id {external_id}\n"
