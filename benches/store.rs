@@ -25,9 +25,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main};
-use discourse_oidc_bridge::store::{
-    CompletedLogin, LoginRecord, RedbStore, SessionRecord,
-};
+use discourse_oidc_bridge::store::{CompletedLogin, LoginRecord, RedbStore, SessionRecord};
 use redb::{Builder, ConcurrencyMode, Database, Durability, ReadableTable, TableDefinition};
 use serde_json::json;
 

@@ -143,8 +143,11 @@ impl AppState {
             )
         });
         let relay = relay_worker.as_ref().map(Relay::handle);
-        let (logins, login_writer_task) =
-            LoginWriter::new(store.clone(), config.store.commit_interval, config.store.login_buffer);
+        let (logins, login_writer_task) = LoginWriter::new(
+            store.clone(),
+            config.store.commit_interval,
+            config.store.login_buffer,
+        );
         Ok(Self(Arc::new(SharedState {
             store,
             logins,

@@ -162,14 +162,13 @@ async fn check_online(path: Option<PathBuf>) -> ExitCode {
             ));
             return Ok(ExitCode::SUCCESS);
         };
-        let summary = crate::store::postgres::parse_url(secrecy::ExposeSecret::expose_secret(
-            &settings.url,
-        ))
-        .map(|(_, summary)| summary)
-        .map_err(|problem| {
-            write_err(&format!("store.url: {problem}\n"));
-            ExitCode::FAILURE
-        })?;
+        let summary =
+            crate::store::postgres::parse_url(secrecy::ExposeSecret::expose_secret(&settings.url))
+                .map(|(_, summary)| summary)
+                .map_err(|problem| {
+                    write_err(&format!("store.url: {problem}\n"));
+                    ExitCode::FAILURE
+                })?;
         let target = format!(
             "{}:{}/{} as {} (sslmode={})",
             summary.hosts.join(","),
@@ -230,10 +229,12 @@ async fn copy_store(path: Option<PathBuf>, from: Option<PathBuf>) -> ExitCode {
             write_err(&format!("cannot open the embedded store: {e}\n"));
             ExitCode::FAILURE
         })?;
-        let target = crate::store::PgStore::connect(settings).await.map_err(|e| {
-            write_err(&format!("cannot use the PostgreSQL store: {e}\n"));
-            ExitCode::FAILURE
-        })?;
+        let target = crate::store::PgStore::connect(settings)
+            .await
+            .map_err(|e| {
+                write_err(&format!("cannot use the PostgreSQL store: {e}\n"));
+                ExitCode::FAILURE
+            })?;
         let report = crate::store::copy::embedded_to_postgres(&source, &target)
             .await
             .map_err(|e| {

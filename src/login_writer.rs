@@ -10,11 +10,12 @@
 //! - otherwise together with every other login queued meanwhile, at most `commit_interval` after
 //!   the previous commit started (the sync is shared under load).
 //!
-//! With a non-zero interval the browser does not wait for the commit: a crash (not a graceful
-//! stop, which commits first) loses at most the logins of the last interval. A zero interval
-//! makes [`LoginWriter::record`] wait for the commit attempt that holds its login. Readers that
-//! must see every finished login (back-channel logout, `GET /logout`) call
-//! [`LoginWriter::flush`] first.
+//! With a non-zero interval on the embedded store the browser does not wait for the commit: a
+//! crash (not a graceful stop, which commits first) loses at most the logins of the last
+//! interval. A zero interval, or the shared PostgreSQL store (where the next request may reach
+//! another replica), makes [`LoginWriter::record`] wait for the commit attempt that holds its
+//! login; logins arriving during one attempt still share the next. Readers that must see every
+//! finished login (back-channel logout, `GET /logout`) call [`LoginWriter::flush`] first.
 //!
 //! When the store fails (PostgreSQL restarting), logins still complete: their records stay
 //! queued, at most `capacity` of them (the oldest are dropped beyond that, counted in
@@ -66,6 +67,8 @@ struct Shared {
     /// Transactions committed so far.
     commits: AtomicU64,
     interval: Duration,
+    /// `record` waits for the attempt that holds its login (zero interval, or a shared store).
+    wait_for_commit: bool,
     /// Most logins kept while the store fails.
     capacity: usize,
 }
@@ -95,6 +98,7 @@ impl LoginWriter {
             finished: watch::Sender::new(0),
             commits: AtomicU64::new(0),
             interval,
+            wait_for_commit: interval.is_zero() || store.backend() == "postgres",
             capacity: capacity.max(1),
         });
         (
@@ -105,8 +109,10 @@ impl LoginWriter {
         )
     }
 
-    /// Queues one completed login. With a zero interval, waits until an attempt to write it
-    /// finished (durable unless the store failed, in which case it stays queued).
+    /// Queues one completed login. With a zero interval, or on a shared (PostgreSQL) store,
+    /// waits until an attempt to write it finished (durable unless the store failed, in which
+    /// case it stays queued): a logout reaching another replica right after the login must
+    /// find it, and that replica cannot flush this one's queue.
     pub async fn record(&self, login: CompletedLogin) {
         let started = {
             let mut queue = lock(&self.shared.queue);
@@ -119,7 +125,7 @@ impl LoginWriter {
             tracing::warn!("a login finished after the login writer stopped and is not recorded");
             return;
         }
-        if self.shared.interval.is_zero() {
+        if self.shared.wait_for_commit {
             self.shared.request_flush();
             self.wait_for_attempt(started + 1).await;
         }
@@ -306,9 +312,9 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LoginRecord, LogoutStore as _, RedbStore, SessionRecord};
-    use std::sync::atomic::Ordering;
+    use crate::store::{LoginRecord, RedbStore, SessionRecord};
     use chrono::{DateTime, Utc};
+    use std::sync::atomic::Ordering;
 
     const ISS: &str = "https://idp.example.test";
 
@@ -383,7 +389,13 @@ mod tests {
         writer.record(completed(1)).await;
         // Well within the hour-long interval: the first login is committed at once.
         until_commits(writer, 1).await;
-        assert!(store.external_id_for_sid(ISS, "sid-1").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -411,7 +423,10 @@ mod tests {
                     .unwrap(),
                 vec![format!("ext-{n}")]
             );
-            let session = store.take_session(&format!("session-{n}"), at(1)).await.unwrap();
+            let session = store
+                .take_session(&format!("session-{n}"), at(1))
+                .await
+                .unwrap();
             assert_eq!(session.unwrap().external_id, format!("ext-{n}"));
         }
     }
@@ -425,7 +440,13 @@ mod tests {
         writer.record(completed(1)).await;
         // Nobody flushes: the writer commits by itself once the interval has passed.
         until_commits(writer, 2).await;
-        assert!(store.external_id_for_sid(ISS, "sid-1").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-1")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(writer.backlog(), 0);
     }
 
@@ -523,7 +544,13 @@ mod tests {
         })
         .await
         .expect("nobody waits for a stopped writer");
-        assert!(store.external_id_for_sid(ISS, "sid-0").await.unwrap().is_some());
+        assert!(
+            store
+                .external_id_for_sid(ISS, "sid-0")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -562,7 +589,9 @@ mod tests {
             logins: &[CompletedLogin],
         ) -> Result<(), crate::store::StoreError> {
             if self.down.load(Ordering::SeqCst) {
-                return Err(crate::store::StoreError::Postgres("connection refused".into()));
+                return Err(crate::store::StoreError::Postgres(
+                    "connection refused".into(),
+                ));
             }
             self.store.record_logins(logins).await
         }
@@ -603,7 +632,9 @@ mod tests {
             now: DateTime<Utc>,
             keep_until: DateTime<Utc>,
         ) -> Result<bool, crate::store::StoreError> {
-            self.store.mark_login_state_used(digest, now, keep_until).await
+            self.store
+                .mark_login_state_used(digest, now, keep_until)
+                .await
         }
         async fn enqueue(
             &self,
@@ -634,10 +665,16 @@ mod tests {
                 .reschedule(id, next_attempt_at, attempts, last_error)
                 .await
         }
-        async fn complete(&self, id: crate::store::RelayJobId) -> Result<(), crate::store::StoreError> {
+        async fn complete(
+            &self,
+            id: crate::store::RelayJobId,
+        ) -> Result<(), crate::store::StoreError> {
             self.store.complete(id).await
         }
-        async fn give_up(&self, id: crate::store::RelayJobId) -> Result<(), crate::store::StoreError> {
+        async fn give_up(
+            &self,
+            id: crate::store::RelayJobId,
+        ) -> Result<(), crate::store::StoreError> {
             self.store.give_up(id).await
         }
         async fn pending_count(&self) -> Result<u64, crate::store::StoreError> {

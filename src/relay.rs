@@ -74,7 +74,9 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let by = TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
         self.now.send_modify(|now| {
-            *now = now.checked_add_signed(by).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            *now = now
+                .checked_add_signed(by)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
         });
     }
 }
@@ -867,7 +869,12 @@ mod tests {
         );
         let stats = run.handle.stats();
         assert_eq!(
-            (stats.logged_out, stats.retried, stats.given_up, stats.taken_over),
+            (
+                stats.logged_out,
+                stats.retried,
+                stats.given_up,
+                stats.taken_over
+            ),
             (1, 0, 0, 0)
         );
         run.stop().await;
@@ -882,7 +889,10 @@ mod tests {
         run.handle.enqueue(job("ext-alice")).await.unwrap();
         // Each failure schedules the next attempt 2, 4, then 8 s later; nothing happens before.
         for (failures, backoff) in [(1, 2), (2, 4), (3, 8)] {
-            wait_until("a failed attempt", || run.handle.stats().retried == failures).await;
+            wait_until("a failed attempt", || {
+                run.handle.stats().retried == failures
+            })
+            .await;
             let requests = discourse.requests().len();
             // Short of the backoff the worker is not even woken.
             run.clock.advance(Duration::from_secs(backoff - 1));
@@ -908,7 +918,10 @@ mod tests {
         // A first run meets the outage, schedules a retry, and is stopped.
         let run = Running::start(&discourse, settings());
         run.handle.enqueue(job("ext-alice")).await.unwrap();
-        wait_until("the first attempt to fail", || run.handle.stats().retried == 1).await;
+        wait_until("the first attempt to fail", || {
+            run.handle.stats().retried == 1
+        })
+        .await;
         let dir = run.stop().await;
         assert!(discourse.logged_out().is_empty());
 
@@ -930,7 +943,10 @@ mod tests {
         let run = Running::start(&discourse, settings());
 
         run.handle.enqueue(job("ext-nobody")).await.unwrap();
-        wait_until("the job to complete", || run.handle.stats().no_such_user == 1).await;
+        wait_until("the job to complete", || {
+            run.handle.stats().no_such_user == 1
+        })
+        .await;
         assert_eq!(run.store.pending_count().await.unwrap(), 0);
         assert_eq!(run.store.given_up_count().await.unwrap(), 0);
         assert!(discourse.logged_out().is_empty());
@@ -952,12 +968,18 @@ mod tests {
         // Attempts at 0, 2, 6 and 14 s fail; the next is due at 30 s but the window closes at
         // 20 s, so the last attempt happens at 20 s and gives the job up.
         for (failures, at) in [(1, 2), (2, 6), (3, 14), (4, 20)] {
-            wait_until("a failed attempt", || run.handle.stats().retried == failures).await;
+            wait_until("a failed attempt", || {
+                run.handle.stats().retried == failures
+            })
+            .await;
             let now = run.clock.now();
             run.clock
                 .advance((start() + TimeDelta::seconds(at) - now).to_std().unwrap());
         }
-        wait_until("the job to be given up", || run.handle.stats().given_up == 1).await;
+        wait_until("the job to be given up", || {
+            run.handle.stats().given_up == 1
+        })
+        .await;
         assert!(run.clock.now() >= start() + TimeDelta::seconds(20));
         assert_eq!(run.store.pending_count().await.unwrap(), 0);
         assert_eq!(run.store.given_up_count().await.unwrap(), 1);
@@ -992,7 +1014,12 @@ mod tests {
         let discourse = FakeDiscourse::start(&[("ext-alice", 7)]).await;
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(dir.path());
-        let relay = Relay::new(Arc::clone(&store), discourse.api(), settings());
+        let relay = Relay::with_clock(
+            Arc::clone(&store),
+            discourse.api(),
+            settings(),
+            Arc::new(ManualClock::new(start())),
+        );
         let alice = store.enqueue(&job("ext-alice")).await.unwrap();
         let nobody = store.enqueue(&job("ext-nobody")).await.unwrap();
         let mut outcomes = relay.run_due(start()).await.unwrap();

@@ -523,7 +523,12 @@ fn store(raw: RawStore, found: &mut Problems<'_>) -> Option<StoreConfig> {
         Bound::Positive,
         found,
     );
-    let relay_lease = duration("store.relay_lease", &raw.relay_lease, Bound::Positive, found);
+    let relay_lease = duration(
+        "store.relay_lease",
+        &raw.relay_lease,
+        Bound::Positive,
+        found,
+    );
     let poll_interval = duration(
         "store.poll_interval",
         &raw.poll_interval,

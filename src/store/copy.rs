@@ -40,7 +40,10 @@ pub struct CopyReport {
 }
 
 /// Copies `from` into `to` in one PostgreSQL transaction (all or nothing).
-pub async fn embedded_to_postgres(from: &RedbStore, to: &PgStore) -> Result<CopyReport, StoreError> {
+pub async fn embedded_to_postgres(
+    from: &RedbStore,
+    to: &PgStore,
+) -> Result<CopyReport, StoreError> {
     let export = from.export()?;
     to.import(&export).await
 }

@@ -205,9 +205,7 @@ impl PgStore {
             recycling_method: RecyclingMethod::Fast,
         };
         let manager = match summary.tls {
-            TlsMode::Disable => {
-                Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-            }
+            TlsMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
             mode => {
                 let tls = tls_config(mode, settings.ca_file.as_deref())?;
                 Manager::from_config(
@@ -247,21 +245,8 @@ impl PgStore {
             let client = self.client().await?;
             let row = client.query_one("SHOW server_version", &[]).await?;
             let version: String = row.try_get(0)?;
-            let row = client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
-                .await?;
-            let migrated: bool = row.try_get(0)?;
-            if !migrated {
-                return Ok((version, 0));
-            }
-            let row = client
-                .query_one(
-                    &format!("SELECT COALESCE(MAX(version), 0) FROM {HISTORY_TABLE}"),
-                    &[],
-                )
-                .await?;
-            let schema: i32 = row.try_get(0)?;
-            Ok((version, u32::try_from(schema).unwrap_or(0)))
+            let schema = applied_schema_version(&client).await?;
+            Ok((version, schema))
         })
         .await
     }
@@ -324,7 +309,12 @@ impl PgStore {
                 .execute(
                     "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&entry.iss, &entry.key, &entry.external_id, &entry.logged_in_at],
+                    &[
+                        &entry.iss,
+                        &entry.key,
+                        &entry.external_id,
+                        &entry.logged_in_at,
+                    ],
                 )
                 .await?;
         }
@@ -333,7 +323,12 @@ impl PgStore {
                 .execute(
                     "INSERT INTO bridge_logins_by_sid (iss, sid, external_id, logged_in_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&entry.iss, &entry.key, &entry.external_id, &entry.logged_in_at],
+                    &[
+                        &entry.iss,
+                        &entry.key,
+                        &entry.external_id,
+                        &entry.logged_in_at,
+                    ],
                 )
                 .await?;
         }
@@ -403,15 +398,10 @@ async fn run_migrations(client: &mut tokio_postgres::Client) -> Result<(), Store
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
     let known = known_schema_version();
-    let applied = runner
-        .get_last_applied_migration_async(client)
-        .await
-        .map_err(|e| StoreError::Postgres(format!("reading the schema version: {e}")))?;
-    if let Some(applied) = applied
-        && applied.version() > known
-    {
+    let applied = applied_schema_version(client).await?;
+    if applied > known {
         return Err(StoreError::SchemaTooNew {
-            found: applied.version(),
+            found: applied,
             known,
         });
     }
@@ -427,6 +417,23 @@ async fn run_migrations(client: &mut tokio_postgres::Client) -> Result<(), Store
         );
     }
     Ok(())
+}
+
+/// The newest migration applied to the database; 0 before the first.
+async fn applied_schema_version(client: &tokio_postgres::Client) -> Result<u32, StoreError> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .await?;
+    if !row.try_get::<_, bool>(0)? {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT COALESCE(MAX(version), 0) FROM {HISTORY_TABLE}"),
+            &[],
+        )
+        .await?;
+    Ok(u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0))
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -536,9 +543,7 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -680,15 +685,7 @@ impl LogoutStore for PgStore {
                 .await?;
             txn.execute(
                 &statement,
-                &[
-                    &ids,
-                    &tokens,
-                    &isss,
-                    &subs,
-                    &sids,
-                    &external_ids,
-                    &expiries,
-                ],
+                &[&ids, &tokens, &isss, &subs, &sids, &external_ids, &expiries],
             )
             .await?;
             txn.commit().await?;
@@ -1156,7 +1153,10 @@ impl LogoutStore for PgStore {
                 )
                 .await?;
             let jtis = client
-                .execute("DELETE FROM bridge_seen_jtis WHERE keep_until < $1", &[&now])
+                .execute(
+                    "DELETE FROM bridge_seen_jtis WHERE keep_until < $1",
+                    &[&now],
+                )
                 .await?;
             let sessions = client
                 .execute(
@@ -1219,7 +1219,12 @@ async fn insert_login(
         "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (iss, sub, external_id) \
          DO UPDATE SET logged_in_at = EXCLUDED.logged_in_at",
-        &[&login.iss, &login.sub, &login.external_id, &login.logged_in_at],
+        &[
+            &login.iss,
+            &login.sub,
+            &login.external_id,
+            &login.logged_in_at,
+        ],
     )
     .await?;
     if let Some(sid) = &login.sid {
@@ -1256,7 +1261,10 @@ mod tests {
         for (url, complaint) in [
             ("postgres://bridge:pw@db/bridge", "sslmode"),
             ("postgres://bridge:pw@db/bridge?sslmode=prefer", "prefer"),
-            ("postgres://bridge:pw@db/bridge?sslmode=verify-ca", "verify-ca"),
+            (
+                "postgres://bridge:pw@db/bridge?sslmode=verify-ca",
+                "verify-ca",
+            ),
             ("mysql://bridge:pw@db/bridge?sslmode=disable", "scheme"),
             ("not a url", "not a URL"),
             ("postgres://db/bridge?sslmode=disable", "user"),
@@ -1268,7 +1276,10 @@ mod tests {
         ] {
             let error = parse_url(url).unwrap_err();
             assert!(error.contains(complaint), "{url}: {error}");
-            assert!(!error.contains("pw"), "the password is never repeated: {error}");
+            assert!(
+                !error.contains("pw"),
+                "the password is never repeated: {error}"
+            );
         }
     }
 

@@ -754,7 +754,8 @@ impl LogoutStore for RedbStore {
 
     async fn external_ids_for_sub(&self, iss: &str, sub: &str) -> Result<Vec<String>, StoreError> {
         let (iss, sub) = (iss.to_owned(), sub.to_owned());
-        self.run(move |db| db.external_ids_for_sub(&iss, &sub)).await
+        self.run(move |db| db.external_ids_for_sub(&iss, &sub))
+            .await
     }
 
     async fn external_id_for_sid(
@@ -909,9 +910,7 @@ impl LogoutStore for RedbStore {
             used.retain(|_, until| *until > now_ms);
             u64::try_from(before - used.len()).unwrap_or(u64::MAX)
         };
-        let mut report = self
-            .run(move |db| db.prune(now, login_retention))
-            .await?;
+        let mut report = self.run(move |db| db.prune(now, login_retention)).await?;
         report.login_states = login_states;
         Ok(report)
     }

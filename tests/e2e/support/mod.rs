@@ -15,6 +15,7 @@ pub mod browser;
 pub mod forum;
 pub mod idp;
 pub mod node;
+pub mod postgres;
 pub mod skip;
 
 // Re-exports for the flow tests; not every test module uses every name.
