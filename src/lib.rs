@@ -14,5 +14,6 @@ pub mod mapping;
 pub mod oidc;
 pub mod pages;
 pub mod relay;
+pub mod scim;
 pub mod store;
 pub mod telemetry;

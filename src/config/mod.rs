@@ -82,6 +82,8 @@ pub struct Config {
     pub mapping: MappingConfig,
     pub groups: GroupsConfig,
     pub access: AccessConfig,
+    /// `[scim]`: SCIM provisioning (docs/scim.md); `None` keeps `/scim/v2` off.
+    pub scim: Option<crate::scim::ScimConfig>,
     /// Which file this configuration came from, for `/readyz` and reload logs.
     pub source: ConfigSource,
     /// What `Mapper::compile` warned about when the configuration was loaded; part of
@@ -454,7 +456,7 @@ fn load_layers(
 
 /// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
 /// (unknown sections, variable names, the file itself) come first.
-const SECTION_ORDER: [&str; 11] = [
+const SECTION_ORDER: [&str; 12] = [
     "server",
     "discourse",
     "oidc",
@@ -466,6 +468,7 @@ const SECTION_ORDER: [&str; 11] = [
     "mapping",
     "groups",
     "access",
+    "scim",
 ];
 
 fn section_rank(key: &str) -> usize {

@@ -116,6 +116,8 @@ impl RelayJob {
 pub enum ScimKind {
     User,
     Group,
+    /// What the bridge last did to a Discourse account, keyed by `external_id`.
+    Account,
 }
 
 impl ScimKind {
@@ -124,6 +126,7 @@ impl ScimKind {
         match self {
             Self::User => "user",
             Self::Group => "group",
+            Self::Account => "account",
         }
     }
 }
