@@ -720,10 +720,10 @@ impl ScimService {
 
 /// The mapped payload, or the rule that refused.
 fn mapping_payload(mapper: &Mapper, claims: &Map<String, Value>) -> Result<Payload, String> {
-    match mapper.map(claims) {
-        crate::mapping::Outcome::Allowed(mapped) => Ok(mapped.payload),
-        crate::mapping::Outcome::Denied(denial) => Err(denial.rule),
-    }
+    mapper
+        .map(claims)
+        .map(|mapped| mapped.payload)
+        .map_err(|denial| denial.rule)
 }
 
 /// A new resource id: 128 random bits, hex.

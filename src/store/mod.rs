@@ -394,7 +394,7 @@ pub fn login_state_digest(state: &str) -> [u8; 32] {
 /// is in Unix seconds.
 pub async fn mark_login_state_used(
     store: &dyn LogoutStore,
-    fallback: &crate::flow::UsedStates,
+    fallback: &crate::login::UsedStates,
     state: &str,
     now: DateTime<Utc>,
     valid_until: i64,
