@@ -68,8 +68,6 @@ pub struct ScimService {
     store: Arc<dyn LogoutStore>,
     mapper: MapperSource,
     secret: Arc<ConnectSecret>,
-    /// Claim path of `[groups] sources[0]`: where SCIM group names go in the claims.
-    groups_claim: String,
     /// Wakes the relay worker after jobs were queued.
     wake: Arc<dyn Fn() + Send + Sync>,
     now: Now,
@@ -131,13 +129,11 @@ pub fn etag(version: u64) -> String {
 
 impl ScimService {
     /// A service over `store`; `public_url` is the bridge's base URL.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ScimConfig,
         store: Arc<dyn LogoutStore>,
         mapper: MapperSource,
         secret: Arc<ConnectSecret>,
-        groups_claim: String,
         wake: Arc<dyn Fn() + Send + Sync>,
         now: Now,
         public_url: &url::Url,
@@ -148,7 +144,6 @@ impl ScimService {
             store,
             mapper,
             secret,
-            groups_claim,
             wake,
             now,
             base_url,
@@ -613,7 +608,12 @@ impl ScimService {
         if let Some(record) = record {
             let mut full = record.resource.clone();
             full.insert("id".into(), user_id.into());
-            let claims = user_claims(&self.config, &self.groups_claim, &Value::Object(full), groups);
+            let claims = user_claims(
+                &self.config,
+                mapper.group_claim(),
+                &Value::Object(full),
+                groups,
+            );
             if active {
                 match mapping_payload(mapper, &claims) {
                     Ok(payload) => desired = Some(payload),
