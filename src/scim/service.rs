@@ -882,6 +882,18 @@ pub fn user_claims(
     claims
 }
 
+/// Whether a JSON document is a SCIM User (its `schemas` name the core User schema).
+pub fn is_scim_user(document: &Map<String, Value>) -> bool {
+    get_ci(document, "schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|schemas| {
+            schemas.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::USER_SCHEMA))
+            })
+        })
+}
+
 /// For `explain`: the claims of a SCIM User document (as pushed, or as `GET` returns it, whose
 /// `groups` give the group names).
 pub fn explain_claims(
