@@ -290,9 +290,10 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
         let claims = read_claims(claims)?;
         // A SCIM User document is mapped through the claims provisioning would build.
         let claims = if crate::scim::service::is_scim_user(&claims) {
-            let scim = config.scim.clone().unwrap_or_else(|| {
-                crate::scim::ScimConfig::with_tokens(Vec::new())
-            });
+            let scim = config
+                .scim
+                .clone()
+                .unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
             let claims = crate::scim::service::explain_claims(
                 &scim,
                 config.mapper.group_claim(),
@@ -385,7 +386,9 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Some(JobOutcome::Applied { user_id }) => {
-                write_out(&format!("applied for Discourse user {user_id} ({external_id})\n"));
+                write_out(&format!(
+                    "applied for Discourse user {user_id} ({external_id})\n"
+                ));
                 Ok(ExitCode::SUCCESS)
             }
             Some(JobOutcome::NoSuchUser) => {

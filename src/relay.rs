@@ -577,9 +577,9 @@ impl Relay {
                     }
                 }
             }
-            RelayReason::BackchannelLogout | RelayReason::AdminCommand | RelayReason::ScimLogOut => {
-                self.log_out(&job.external_id).await
-            }
+            RelayReason::BackchannelLogout
+            | RelayReason::AdminCommand
+            | RelayReason::ScimLogOut => self.log_out(&job.external_id).await,
         }
     }
 
@@ -663,9 +663,13 @@ fn lock(list: &Mutex<Vec<Bookkeeping>>) -> std::sync::MutexGuard<'_, Vec<Bookkee
 /// A successful delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivered {
-    LoggedOut { user_id: u64 },
+    LoggedOut {
+        user_id: u64,
+    },
     /// A SCIM job (sync, suspend, unsuspend) took effect for this user.
-    Applied { user_id: u64 },
+    Applied {
+        user_id: u64,
+    },
     NoSuchUser,
 }
 

@@ -190,7 +190,10 @@ fn scim(
         ok = false;
     }
     if let Err(error) = crate::scim::filter::parse_attr_path(&raw.subject_attribute) {
-        found.add("scim.subject_attribute", format!("is not a SCIM attribute path: {error}"));
+        found.add(
+            "scim.subject_attribute",
+            format!("is not a SCIM attribute path: {error}"),
+        );
         ok = false;
     }
     if raw.subject_claim.trim().is_empty() {

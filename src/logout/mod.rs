@@ -155,13 +155,10 @@ impl LogoutService {
         let session = match session_id {
             Some(id) => {
                 self.logins.flush().await;
-                self.store
-                    .take_session(&id, now)
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "could not read the bridge session");
-                        None
-                    })
+                self.store.take_session(&id, now).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the bridge session");
+                    None
+                })
             }
             None => None,
         };

@@ -161,7 +161,10 @@ pub fn scim_json(value: &serde_json::Value) -> Response {
     let text = value.to_string();
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(SCIM_CONTENT_TYPE),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (
                 header::X_CONTENT_TYPE_OPTIONS,

@@ -127,7 +127,10 @@ pub fn parse_path(text: &str) -> Result<PatchPath, FilterError> {
     }
     parser.skip_spaces();
     if !parser.at_end() {
-        return err(format!("unexpected text at offset {} of the path", parser.pos));
+        return err(format!(
+            "unexpected text at offset {} of the path",
+            parser.pos
+        ));
     }
     Ok(path)
 }
@@ -227,7 +230,10 @@ impl<'a> Parser<'a> {
         while end < self.bytes.len() && self.bytes[end].is_ascii_alphabetic() {
             end += 1;
         }
-        self.text.get(self.pos..end).unwrap_or("").to_ascii_lowercase()
+        self.text
+            .get(self.pos..end)
+            .unwrap_or("")
+            .to_ascii_lowercase()
     }
 
     /// `or` binds loosest, then `and`, then `not` and parentheses (RFC 7644 §3.4.2.2).
@@ -649,7 +655,9 @@ mod tests {
         assert!(check(r#"emails[type eq "work" and value co "alice"]"#));
         assert!(check(r#"emails.value eq "alice@example.com""#));
         assert!(check(r#"emails eq "alice@example.com""#));
-        assert!(check(r#"name.givenName sw "Al" and name.familyName ew "th""#));
+        assert!(check(
+            r#"name.givenName sw "Al" and name.familyName ew "th""#
+        ));
         assert!(check(r#"userName eq "nobody" or active eq true"#));
         assert!(!check(r#"not (active eq true)"#));
         assert!(check(r#"title pr or userName pr"#));
@@ -666,8 +674,12 @@ mod tests {
     #[test]
     fn precedence_and_binds_tighter_than_or() {
         // false and false or true = true; false and (false or true) = false.
-        assert!(check(r#"userName eq "x" and userName eq "y" or active eq true"#));
-        assert!(!check(r#"userName eq "x" and (userName eq "y" or active eq true)"#));
+        assert!(check(
+            r#"userName eq "x" and userName eq "y" or active eq true"#
+        ));
+        assert!(!check(
+            r#"userName eq "x" and (userName eq "y" or active eq true)"#
+        ));
     }
 
     #[test]
@@ -728,9 +740,12 @@ mod tests {
     fn arb_filter() -> impl Strategy<Value = String> {
         let leaf = prop_oneof![
             "[a-zA-Z][a-zA-Z0-9]{0,6}".prop_map(|a| format!("{a} pr")),
-            ("[a-zA-Z][a-zA-Z0-9]{0,6}", "(eq|ne|co|sw|ew|gt|lt|ge|le)", "[ -~]{0,8}").prop_map(
-                |(a, op, v)| format!("{a} {op} {}", serde_json::to_string(&v).unwrap())
-            ),
+            (
+                "[a-zA-Z][a-zA-Z0-9]{0,6}",
+                "(eq|ne|co|sw|ew|gt|lt|ge|le)",
+                "[ -~]{0,8}"
+            )
+                .prop_map(|(a, op, v)| format!("{a} {op} {}", serde_json::to_string(&v).unwrap())),
         ];
         leaf.prop_recursive(4, 16, 2, |inner| {
             prop_oneof![

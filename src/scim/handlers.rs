@@ -32,6 +32,9 @@ pub fn router(service: Shared) -> Router {
         .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema_by_id))
+        .route("/.search", axum::routing::post(search_all))
+        .route("/Users/.search", axum::routing::post(search_users))
+        .route("/Groups/.search", axum::routing::post(search_groups))
         .route("/Users", get(list_users).post(create_user))
         .route(
             "/Users/{id}",
@@ -128,8 +131,12 @@ async fn read_json(service: &ScimService, body: Body) -> Result<Value, ScimError
     if bytes.is_empty() {
         return Err(ScimError::invalid_syntax("the request needs a JSON body"));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON ({})", e.classify_name())))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ScimError::invalid_syntax(format!(
+            "the body is not valid JSON ({})",
+            e.classify_name()
+        ))
+    })
 }
 
 trait ClassifyName {
@@ -214,9 +221,10 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ScimError> {
                 );
             }
             "startIndex" => {
-                let n: i64 = value.trim().parse().map_err(|_| {
-                    ScimError::invalid_value("startIndex must be an integer")
-                })?;
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ScimError::invalid_value("startIndex must be an integer"))?;
                 query.start_index = usize::try_from(n.max(1)).unwrap_or(1);
             }
             "count" => {
@@ -401,7 +409,11 @@ async fn schema_by_id(State(service): State<Shared>, Path(id): Path<String>) -> 
     )
 }
 
-async fn list(service: &ScimService, resource: Resource, raw: Option<String>) -> Result<Response, ScimError> {
+async fn list(
+    service: &ScimService,
+    resource: Resource,
+    raw: Option<String>,
+) -> Result<Response, ScimError> {
     let query = parse_query(raw.as_deref())?;
     let count = query.count.unwrap_or(service.config().max_results);
     let page = service
@@ -419,7 +431,14 @@ async fn get_one(
 ) -> Result<Response, ScimError> {
     let query = parse_query(raw.as_deref())?;
     let (value, version) = service.get(resource, id).await?;
-    Ok(resource_response(service, StatusCode::OK, resource, &value, version, &query))
+    Ok(resource_response(
+        service,
+        StatusCode::OK,
+        resource,
+        &value,
+        version,
+        &query,
+    ))
 }
 
 async fn create(
@@ -450,7 +469,14 @@ async fn replace(
     let (value, version) = service
         .replace(resource, id, &body, if_match(headers).as_deref())
         .await?;
-    Ok(resource_response(service, StatusCode::OK, resource, &value, version, &Query::default()))
+    Ok(resource_response(
+        service,
+        StatusCode::OK,
+        resource,
+        &value,
+        version,
+        &Query::default(),
+    ))
 }
 
 async fn patch(
@@ -464,7 +490,14 @@ async fn patch(
     let (value, version) = service
         .patch(resource, id, &body, if_match(headers).as_deref())
         .await?;
-    Ok(resource_response(service, StatusCode::OK, resource, &value, version, &Query::default()))
+    Ok(resource_response(
+        service,
+        StatusCode::OK,
+        resource,
+        &value,
+        version,
+        &Query::default(),
+    ))
 }
 
 async fn delete(
@@ -485,7 +518,11 @@ async fn list_users(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response 
 async fn create_user(State(s): State<Shared>, body: Body) -> Response {
     finish("users_create", create(&s, Resource::User, body).await)
 }
-async fn get_user(State(s): State<Shared>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+async fn get_user(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     finish("users_get", get_one(&s, Resource::User, &id, q).await)
 }
 async fn replace_user(
@@ -494,7 +531,10 @@ async fn replace_user(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish("users_replace", replace(&s, Resource::User, &id, &headers, body).await)
+    finish(
+        "users_replace",
+        replace(&s, Resource::User, &id, &headers, body).await,
+    )
 }
 async fn patch_user(
     State(s): State<Shared>,
@@ -502,10 +542,20 @@ async fn patch_user(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish("users_patch", patch(&s, Resource::User, &id, &headers, body).await)
+    finish(
+        "users_patch",
+        patch(&s, Resource::User, &id, &headers, body).await,
+    )
 }
-async fn delete_user(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    finish("users_delete", delete(&s, Resource::User, &id, &headers).await)
+async fn delete_user(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "users_delete",
+        delete(&s, Resource::User, &id, &headers).await,
+    )
 }
 async fn list_groups(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
     finish("groups_list", list(&s, Resource::Group, q).await)
@@ -513,7 +563,11 @@ async fn list_groups(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
 async fn create_group(State(s): State<Shared>, body: Body) -> Response {
     finish("groups_create", create(&s, Resource::Group, body).await)
 }
-async fn get_group(State(s): State<Shared>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+async fn get_group(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     finish("groups_get", get_one(&s, Resource::Group, &id, q).await)
 }
 async fn replace_group(
@@ -522,7 +576,10 @@ async fn replace_group(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish("groups_replace", replace(&s, Resource::Group, &id, &headers, body).await)
+    finish(
+        "groups_replace",
+        replace(&s, Resource::Group, &id, &headers, body).await,
+    )
 }
 async fn patch_group(
     State(s): State<Shared>,
@@ -530,14 +587,96 @@ async fn patch_group(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish("groups_patch", patch(&s, Resource::Group, &id, &headers, body).await)
+    finish(
+        "groups_patch",
+        patch(&s, Resource::Group, &id, &headers, body).await,
+    )
 }
-async fn delete_group(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    finish("groups_delete", delete(&s, Resource::Group, &id, &headers).await)
+async fn delete_group(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "groups_delete",
+        delete(&s, Resource::Group, &id, &headers).await,
+    )
+}
+
+/// `POST /.search` across resource types (RFC 7644 §3.4.3) is not offered.
+async fn search_all() -> Response {
+    finish(
+        "search",
+        Err(ScimError::not_implemented(
+            "searching several resource types at once is not supported; use /Users/.search or /Groups/.search",
+        )),
+    )
+}
+
+/// `POST /Users/.search` and `/Groups/.search`: a `SearchRequest` body with the list's
+/// parameters (RFC 7644 §3.4.3).
+async fn search(
+    service: &ScimService,
+    resource: Resource,
+    body: Body,
+) -> Result<Response, ScimError> {
+    let body = read_json(service, body).await?;
+    let Value::Object(body) = body else {
+        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
+    };
+    let query = search_query(&body)?;
+    list(service, resource, Some(query)).await
+}
+
+/// A `SearchRequest`'s parameters as a list query string.
+fn search_query(body: &Map<String, Value>) -> Result<String, ScimError> {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in body {
+        let name = [
+            "filter",
+            "startIndex",
+            "count",
+            "attributes",
+            "excludedAttributes",
+        ]
+        .into_iter()
+        .find(|name| key.eq_ignore_ascii_case(name));
+        let Some(name) = name else {
+            continue;
+        };
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Null => continue,
+            _ => {
+                return Err(ScimError::invalid_value(format!(
+                    "{name} has the wrong type"
+                )));
+            }
+        };
+        query.append_pair(name, &text);
+    }
+    Ok(query.finish())
+}
+
+async fn search_users(State(s): State<Shared>, body: Body) -> Response {
+    finish("users_search", search(&s, Resource::User, body).await)
+}
+
+async fn search_groups(State(s): State<Shared>, body: Body) -> Response {
+    finish("groups_search", search(&s, Resource::Group, body).await)
 }
 
 async fn not_found() -> Response {
-    finish("unknown", Err(ScimError::not_found("no such SCIM endpoint")))
+    finish(
+        "unknown",
+        Err(ScimError::not_found("no such SCIM endpoint")),
+    )
 }
 
 async fn method_not_allowed() -> Response {

@@ -41,9 +41,10 @@ pub fn parse_request(resource: Resource, body: &Value) -> Result<Vec<Operation>,
     };
     match get_ci(body, "schemas") {
         Some(Value::Array(schemas))
-            if schemas
-                .iter()
-                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))) => {}
+            if schemas.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))
+            }) => {}
         _ => {
             return Err(ScimError::invalid_syntax(format!(
                 "schemas must list {PATCH_SCHEMA}"
@@ -61,7 +62,9 @@ pub fn parse_request(resource: Resource, body: &Value) -> Result<Vec<Operation>,
     let mut out = Vec::with_capacity(operations.len());
     for operation in operations {
         let Value::Object(operation) = operation else {
-            return Err(ScimError::invalid_syntax("each operation must be an object"));
+            return Err(ScimError::invalid_syntax(
+                "each operation must be an object",
+            ));
         };
         let kind = match get_ci(operation, "op").and_then(Value::as_str) {
             Some(op) if op.eq_ignore_ascii_case("add") => OpKind::Add,
@@ -156,7 +159,10 @@ fn resolve(resource: Resource, path: &AttrPath) -> Result<Target, ScimError> {
     let sub = match &path.sub {
         None => None,
         Some(sub) => Some(schema::find(attr.subs, sub).ok_or_else(|| {
-            ScimError::invalid_path(format!("{}.{sub} is not an attribute of the schema", attr.name))
+            ScimError::invalid_path(format!(
+                "{}.{sub} is not an attribute of the schema",
+                attr.name
+            ))
         })?),
     };
     Ok(Target {
@@ -195,6 +201,12 @@ fn apply_one(
     let value = operation.value.as_ref();
     let Some(path) = &operation.path else {
         if operation.kind == OpKind::Remove {
+            if operation.extension_path
+                && let Some((urn, _)) = resource.extension()
+            {
+                object.remove(urn);
+                return Ok(());
+            }
             return Err(ScimError::no_target("remove needs a path"));
         }
         let Some(Value::Object(values)) = value else {
@@ -240,6 +252,9 @@ fn apply_extension_object(
     values: &Map<String, Value>,
 ) -> Result<(), ScimError> {
     for (key, item) in values {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
         let mut attr = filter::parse_attr_path(key)
             .map_err(|e| ScimError::invalid_path(format!("{key}: {e}")))?;
         attr.uri = Some(urn.to_owned());
@@ -336,8 +351,11 @@ fn apply_path(
                     matched = true;
                     match target.sub {
                         Some(sub) => {
-                            let canonical =
-                                schema::canonical_value(sub, value, &format!("{name}.{}", sub.name))?;
+                            let canonical = schema::canonical_value(
+                                sub,
+                                value,
+                                &format!("{name}.{}", sub.name),
+                            )?;
                             if let Some(map) = item.as_object_mut() {
                                 map.insert(sub.name.to_owned(), canonical);
                             }
@@ -572,16 +590,37 @@ mod tests {
     fn refusals() {
         let user = json!({"userName": "a"});
         for (body, kind) in [
-            (json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}), "invalidSyntax"),
+            (
+                json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}),
+                "invalidSyntax",
+            ),
             (ops(json!([])), "invalidSyntax"),
-            (ops(json!([{"op": "move", "path": "title", "value": "x"}])), "invalidSyntax"),
-            (ops(json!([{"op": "add", "path": "shoeSize", "value": "x"}])), "invalidPath"),
+            (
+                ops(json!([{"op": "move", "path": "title", "value": "x"}])),
+                "invalidSyntax",
+            ),
+            (
+                ops(json!([{"op": "add", "path": "shoeSize", "value": "x"}])),
+                "invalidPath",
+            ),
             (ops(json!([{"op": "add", "path": "title["}])), "invalidPath"),
             (ops(json!([{"op": "remove"}])), "noTarget"),
-            (ops(json!([{"op": "replace", "path": "id", "value": "x"}])), "mutability"),
-            (ops(json!([{"op": "replace", "path": "groups", "value": []}])), "mutability"),
-            (ops(json!([{"op": "replace", "path": "active", "value": "perhaps"}])), "invalidValue"),
-            (ops(json!([{"op": "replace", "value": "x"}])), "invalidValue"),
+            (
+                ops(json!([{"op": "replace", "path": "id", "value": "x"}])),
+                "mutability",
+            ),
+            (
+                ops(json!([{"op": "replace", "path": "groups", "value": []}])),
+                "mutability",
+            ),
+            (
+                ops(json!([{"op": "replace", "path": "active", "value": "perhaps"}])),
+                "invalidValue",
+            ),
+            (
+                ops(json!([{"op": "replace", "value": "x"}])),
+                "invalidValue",
+            ),
         ] {
             let error = patch(Resource::User, user.clone(), body.clone()).unwrap_err();
             assert_eq!(error.scim_type, Some(kind), "{body}: {error}");

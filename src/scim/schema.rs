@@ -142,7 +142,10 @@ pub const USER_ATTRS: &[Attr] = &[
     Attr {
         required: true,
         unique: true,
-        ..s("userName", "Unique identifier of the user, e.g. the sign-in name.")
+        ..s(
+            "userName",
+            "Unique identifier of the user, e.g. the sign-in name.",
+        )
     },
     complex("name", NAME, "The components of the user's name."),
     s("displayName", "The name shown to others."),
@@ -156,19 +159,33 @@ pub const USER_ATTRS: &[Attr] = &[
     s("preferredLanguage", "Preferred written or spoken language."),
     s("locale", "Default location for localisation."),
     s("timezone", "Time zone in IANA form."),
-    b("active", "Whether the user may sign in; false logs the user out of Discourse."),
+    b(
+        "active",
+        "Whether the user may sign in; false logs the user out of Discourse.",
+    ),
     Attr {
         mutability: Mutability::WriteOnly,
-        ..s("password", "Accepted and discarded: the bridge never stores passwords.")
+        ..s(
+            "password",
+            "Accepted and discarded: the bridge never stores passwords.",
+        )
     },
-    multi("emails", PLAIN_MULTI, "Email addresses; the primary one is sent to Discourse."),
+    multi(
+        "emails",
+        PLAIN_MULTI,
+        "Email addresses; the primary one is sent to Discourse.",
+    ),
     multi("phoneNumbers", PLAIN_MULTI, "Phone numbers."),
     multi("ims", PLAIN_MULTI, "Instant messaging addresses."),
     multi("photos", PLAIN_MULTI, "Photo URLs."),
     multi("addresses", ADDRESS, "Physical addresses."),
     Attr {
         mutability: Mutability::ReadOnly,
-        ..multi("groups", USER_GROUPS, "The groups the user belongs to (set through Groups).")
+        ..multi(
+            "groups",
+            USER_GROUPS,
+            "The groups the user belongs to (set through Groups).",
+        )
     },
     multi("entitlements", PLAIN_MULTI, "Entitlements."),
     multi("roles", PLAIN_MULTI, "Roles."),
@@ -223,7 +240,10 @@ const MEMBERS: &[Attr] = &[
 pub const GROUP_ATTRS: &[Attr] = &[
     Attr {
         required: true,
-        ..s("displayName", "The group's name; the groups claim of its members.")
+        ..s(
+            "displayName",
+            "The group's name; the groups claim of its members.",
+        )
     },
     multi("members", MEMBERS, "The users in the group."),
 ];
@@ -277,7 +297,9 @@ impl Resource {
 
 /// The definition named `name` (case-insensitive) in `attrs`.
 pub fn find<'a>(attrs: &'a [Attr], name: &str) -> Option<&'a Attr> {
-    attrs.iter().find(|attr| attr.name.eq_ignore_ascii_case(name))
+    attrs
+        .iter()
+        .find(|attr| attr.name.eq_ignore_ascii_case(name))
 }
 
 /// `true`/`false`, also as the strings Entra ID sends (`"True"`, `"False"`).
@@ -324,11 +346,15 @@ pub fn canonical_value(attr: &Attr, value: &Value, where_: &str) -> Result<Value
             .ok_or_else(|| ScimError::invalid_value(format!("{where_} must be a boolean"))),
         Kind::String | Kind::Reference | Kind::Binary => match value {
             Value::String(_) => Ok(value.clone()),
-            _ => Err(ScimError::invalid_value(format!("{where_} must be a string"))),
+            _ => Err(ScimError::invalid_value(format!(
+                "{where_} must be a string"
+            ))),
         },
         Kind::Complex => {
             let Value::Object(map) = value else {
-                return Err(ScimError::invalid_value(format!("{where_} must be an object")));
+                return Err(ScimError::invalid_value(format!(
+                    "{where_} must be an object"
+                )));
             };
             let mut out = Map::new();
             for (key, sub_value) in map {
@@ -414,6 +440,9 @@ pub fn canonical_resource(
             };
             let mut ext_out = Map::new();
             for (ext_key, ext_value) in ext {
+                if ext_key.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let Some(attr) = find(ext_attrs, ext_key) else {
                     return Err(ScimError::invalid_value(format!(
                         "{ext_key} is not an attribute of {urn}"

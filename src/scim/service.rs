@@ -211,7 +211,10 @@ impl ScimService {
         groups: Option<&[(String, Record)]>,
     ) -> Value {
         let mut out = Map::new();
-        out.insert("schemas".into(), schema::schemas_of(resource, &record.resource));
+        out.insert(
+            "schemas".into(),
+            schema::schemas_of(resource, &record.resource),
+        );
         out.insert("id".into(), id.into());
         for (key, value) in &record.resource {
             out.insert(key.clone(), value.clone());
@@ -257,7 +260,10 @@ impl ScimService {
             Resource::User => Some(self.load_all(Resource::Group).await?),
             Resource::Group => None,
         };
-        Ok((self.render(resource, id, &record, groups.as_deref()), record.version))
+        Ok((
+            self.render(resource, id, &record, groups.as_deref()),
+            record.version,
+        ))
     }
 
     /// `GET /Users` or `GET /Groups` with an optional filter; `start_index` is 1-based.
@@ -295,7 +301,11 @@ impl ScimService {
     }
 
     /// `POST /Users` or `POST /Groups`.
-    pub async fn create(&self, resource: Resource, body: &Value) -> Result<(Value, u64), ScimError> {
+    pub async fn create(
+        &self,
+        resource: Resource,
+        body: &Value,
+    ) -> Result<(Value, u64), ScimError> {
         let attributes = schema::canonical_resource(resource, body)?;
         let _guard = self.write_lock.lock().await;
         let now = (self.now)().timestamp_millis();
@@ -307,7 +317,8 @@ impl ScimService {
             version: 1,
             external_id: None,
         };
-        self.commit(resource, "create", &id, None, Some(record)).await
+        self.commit(resource, "create", &id, None, Some(record))
+            .await
     }
 
     /// `PUT /Users/{id}` or `PUT /Groups/{id}`.
@@ -826,7 +837,11 @@ pub fn user_claims(
     let Some(object) = user.as_object() else {
         return claims;
     };
-    let text = |key: &str| get_ci(object, key).and_then(Value::as_str).map(str::to_owned);
+    let text = |key: &str| {
+        get_ci(object, key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let name_part = |key: &str| {
         get_ci(object, "name")
             .and_then(Value::as_object)
@@ -849,7 +864,11 @@ pub fn user_claims(
     put(&mut claims, "family_name", name_part("familyName"));
     put(&mut claims, "middle_name", name_part("middleName"));
     put(&mut claims, "nickname", text("nickName"));
-    put(&mut claims, "locale", text("locale").or_else(|| text("preferredLanguage")));
+    put(
+        &mut claims,
+        "locale",
+        text("locale").or_else(|| text("preferredLanguage")),
+    );
     put(&mut claims, "zoneinfo", text("timezone"));
     put(&mut claims, "profile", text("profileUrl"));
     put(
@@ -896,11 +915,7 @@ pub fn is_scim_user(document: &Map<String, Value>) -> bool {
 
 /// For `explain`: the claims of a SCIM User document (as pushed, or as `GET` returns it, whose
 /// `groups` give the group names).
-pub fn explain_claims(
-    config: &ScimConfig,
-    groups_claim: &str,
-    user: &Value,
-) -> Map<String, Value> {
+pub fn explain_claims(config: &ScimConfig, groups_claim: &str, user: &Value) -> Map<String, Value> {
     let groups: Vec<String> = user
         .get("groups")
         .and_then(Value::as_array)

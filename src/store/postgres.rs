@@ -818,9 +818,7 @@ impl LogoutStore for PgStore {
                     "SELECT record FROM bridge_scim_resources WHERE kind = $1 AND id = $2",
                 )
                 .await?;
-            let row = client
-                .query_opt(&statement, &[&kind.as_str(), &id])
-                .await?;
+            let row = client.query_opt(&statement, &[&kind.as_str(), &id]).await?;
             Ok(match row {
                 Some(row) => Some(row.try_get(0)?),
                 None => None,

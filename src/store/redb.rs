@@ -610,7 +610,6 @@ impl Embedded {
     }
 }
 
-
 impl Embedded {
     fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -882,7 +882,11 @@ fn admin_inner(state: &mut ForumState, call: &mut AdminCall) -> Response {
         ("POST", _, _) if call.path == "/admin/users/sync_sso" => AdminEndpoint::SyncSso,
         _ => return json_response(StatusCode::NOT_FOUND, &not_found()),
     };
-    if let Some(id) = log_out_id.as_ref().or(suspend_id.as_ref()).or(unsuspend_id.as_ref()) {
+    if let Some(id) = log_out_id
+        .as_ref()
+        .or(suspend_id.as_ref())
+        .or(unsuspend_id.as_ref())
+    {
         call.user_id = id.parse().ok();
     }
 
