@@ -134,10 +134,10 @@ fn scim(
 ) -> Option<crate::scim::ScimConfig> {
     let mut ok = true;
     let mut tokens: Vec<SecretString> = Vec::new();
-    if let Some(super::raw::RawSecret(token)) = raw.token {
-        if !token.expose_secret().is_empty() {
-            tokens.push(token);
-        }
+    if let Some(super::raw::RawSecret(token)) = raw.token
+        && !token.expose_secret().is_empty()
+    {
+        tokens.push(token);
     }
     if let Some(path) = raw.token_file.filter(|p| !p.as_os_str().is_empty()) {
         match std::fs::read_to_string(&path) {

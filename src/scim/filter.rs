@@ -443,12 +443,10 @@ fn split_attr_word(word: &str) -> Result<AttrPath, FilterError> {
 fn case_exact(parent: Option<&str>, name: &str, sub: Option<&str>) -> bool {
     let leaf = sub.unwrap_or(name);
     let owner = if sub.is_some() { Some(name) } else { parent };
-    match (owner, leaf) {
-        (None, "id" | "externalId") => true,
-        (Some("members" | "groups"), "value" | "$ref") => true,
-        (Some(_), "$ref") => true,
-        _ => false,
-    }
+    matches!(
+        (owner, leaf),
+        (None, "id" | "externalId") | (Some("members" | "groups"), "value") | (Some(_), "$ref")
+    )
 }
 
 /// The key of `object` that equals `name` ignoring case (attribute names are

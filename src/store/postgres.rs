@@ -198,7 +198,7 @@ impl PgStore {
     /// Builds the pool. Connects nothing yet: the first call connects and migrates.
     pub fn new(settings: &PgSettings) -> Result<Self, StoreError> {
         let (mut config, summary) =
-            parse_url(settings.url.expose_secret()).map_err(|e| StoreError::Config(e))?;
+            parse_url(settings.url.expose_secret()).map_err(StoreError::Config)?;
         config.connect_timeout(settings.connect_timeout);
         config.application_name("discourse-oidc-bridge");
         let manager_config = ManagerConfig {
