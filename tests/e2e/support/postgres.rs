@@ -93,10 +93,6 @@ impl TestPostgres {
         )
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Creates an empty database and returns its URL.
     pub async fn create_database(&self, name: &str) -> String {
         let client = self.connect("postgres").await;
