@@ -455,7 +455,11 @@ async fn scim_records_are_written_with_their_jobs(store: Store) {
         ]
     );
     assert_eq!(
-        store.scim_get(ScimKind::Group, "g1").await.unwrap().as_deref(),
+        store
+            .scim_get(ScimKind::Group, "g1")
+            .await
+            .unwrap()
+            .as_deref(),
         Some(r#"{"g":1}"#)
     );
     assert_eq!(store.scim_get(ScimKind::Group, "u1").await.unwrap(), None);
