@@ -659,6 +659,18 @@ async fn the_copy_command_moves_an_embedded_store_and_its_pending_jobs() {
     }
     let db = pg.connect("copied").await;
     assert_eq!(pending_jobs(&db).await, 1);
+    // `check --online` connects and reports what it found, changing nothing.
+    let checked = Command::new(binary())
+        .args(["check", "--online"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(report.contains("store: PostgreSQL"), "{report}");
+    assert!(report.contains("schema version 1,"), "{report}");
+    assert!(!report.contains(&store_url), "the URL is not printed: {report}");
     let sid: String = db
         .query_one(
             "SELECT external_id FROM bridge_logins_by_sid WHERE sid = 'dave-sid'",

@@ -643,3 +643,43 @@ async fn replicas_starting_together_migrate_once() {
         discourse_oidc_bridge::store::postgres::known_schema_version()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_verifies_the_server_against_the_ca_file() {
+    let test = "tls_to_postgres_verifies_the_server_against_the_ca_file";
+    let Some((pg, ca)) = TestPostgres::start_with_tls(test).await else {
+        return;
+    };
+    let plain = pg.create_database("tls").await;
+    let with = |mode: &str| plain.replace("sslmode=disable", &format!("sslmode={mode}"));
+
+    // verify-full with the private CA: connects, host name (127.0.0.1) checked.
+    let verified = PgStore::connect(&PgSettings {
+        ca_file: Some(ca.clone()),
+        ..pg_settings(with("verify-full"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(verified.pending_count().await.unwrap(), 0);
+
+    // verify-full against the public roots: the private CA is unknown, so no connection.
+    let refused = PgStore::connect(&pg_settings(with("verify-full"))).await;
+    assert!(refused.is_err(), "a certificate from an unknown CA is refused");
+
+    // require: encrypted without identifying the server (libpq's meaning).
+    let encrypted = PgStore::connect(&pg_settings(with("require"))).await.unwrap();
+    assert_eq!(encrypted.pending_count().await.unwrap(), 0);
+
+    // The sessions really are encrypted.
+    let client = pg.connect("tls").await;
+    let encrypted_sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND datname = 'tls'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted_sessions >= 2, "{encrypted_sessions}");
+}

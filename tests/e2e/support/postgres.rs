@@ -27,9 +27,64 @@ pub struct TestPostgres {
     /// `(uid, gid)` to run as (when the tests run as root).
     run_as: Option<(u32, u32)>,
     child: Option<Child>,
+    /// Extra `-c` settings for the server (TLS).
+    settings: Vec<String>,
 }
 
 impl TestPostgres {
+    /// Like [`TestPostgres::start`], with TLS on: a throwaway CA (made with the `openssl`
+    /// command) signs the server's certificate for `127.0.0.1` and `localhost`. Returns the
+    /// cluster and the CA's PEM file.
+    pub async fn start_with_tls(test: &str) -> Option<(TestPostgres, PathBuf)> {
+        let mut cluster = Self::start(test).await?;
+        cluster.stop();
+        let tls = cluster.dir.path().join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        std::fs::write(
+            tls.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+             -subj /CN=bridge-test-ca -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+             -days 2 -extfile server.ext",
+        ] {
+            let made = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(&tls)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        }
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for file in ["server.key", "server.pem"] {
+                let path = tls.join(file);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = cluster.run_as {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        cluster.settings = vec![
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", tls.join("server.pem").display()),
+            format!("ssl_key_file={}", tls.join("server.key").display()),
+        ];
+        cluster.start_server().await;
+        Some((cluster, tls.join("ca.pem")))
+    }
+
     /// Starts a fresh cluster, or reports `test` as skipped (and returns `None`) when the
     /// server is not installed (a failure instead when `BRIDGE_TEST_REQUIRE` names postgres).
     pub async fn start(test: &str) -> Option<TestPostgres> {
@@ -59,6 +114,7 @@ impl TestPostgres {
             port: free_port(),
             run_as,
             child: None,
+            settings: Vec::new(),
         };
         let initdb = cluster
             .command("initdb")
@@ -152,6 +208,7 @@ impl TestPostgres {
                 "-c",
                 "max_connections=200",
             ])
+            .args(self.settings.iter().flat_map(|setting| ["-c", setting.as_str()]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
