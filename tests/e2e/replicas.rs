@@ -670,7 +670,10 @@ async fn the_copy_command_moves_an_embedded_store_and_its_pending_jobs() {
     assert!(checked.status.success(), "{report}");
     assert!(report.contains("store: PostgreSQL"), "{report}");
     assert!(report.contains("schema version 1,"), "{report}");
-    assert!(!report.contains(&store_url), "the URL is not printed: {report}");
+    assert!(
+        !report.contains(&store_url),
+        "the URL is not printed: {report}"
+    );
     let sid: String = db
         .query_one(
             "SELECT external_id FROM bridge_logins_by_sid WHERE sid = 'dave-sid'",

@@ -664,10 +664,15 @@ async fn tls_to_postgres_verifies_the_server_against_the_ca_file() {
 
     // verify-full against the public roots: the private CA is unknown, so no connection.
     let refused = PgStore::connect(&pg_settings(with("verify-full"))).await;
-    assert!(refused.is_err(), "a certificate from an unknown CA is refused");
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA is refused"
+    );
 
     // require: encrypted without identifying the server (libpq's meaning).
-    let encrypted = PgStore::connect(&pg_settings(with("require"))).await.unwrap();
+    let encrypted = PgStore::connect(&pg_settings(with("require")))
+        .await
+        .unwrap();
     assert_eq!(encrypted.pending_count().await.unwrap(), 0);
 
     // The sessions really are encrypted.

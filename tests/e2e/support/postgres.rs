@@ -208,7 +208,11 @@ impl TestPostgres {
                 "-c",
                 "max_connections=200",
             ])
-            .args(self.settings.iter().flat_map(|setting| ["-c", setting.as_str()]))
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
