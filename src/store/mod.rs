@@ -57,6 +57,18 @@ impl RelayReason {
         }
     }
 
+    /// Pending jobs of these kinds for the same `external_id` are dropped when a job of this
+    /// kind is queued through [`LogoutStore::scim_apply`]: a newer sync replaces an older one,
+    /// and suspending and unsuspending replace each other, so a retried older job can never
+    /// land after the newer one and undo it.
+    pub fn supersedes(self) -> &'static [RelayReason] {
+        match self {
+            Self::ScimSync => &[Self::ScimSync],
+            Self::ScimSuspend | Self::ScimUnsuspend => &[Self::ScimSuspend, Self::ScimUnsuspend],
+            Self::BackchannelLogout | Self::AdminCommand | Self::ScimLogOut => &[],
+        }
+    }
+
     /// The reason named by [`Self::as_str`]; `None` for an unknown name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -369,7 +381,8 @@ pub trait LogoutStore: Send + Sync + std::fmt::Debug {
     async fn scim_list(&self, kind: ScimKind) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Applies `writes` and queues `jobs` in one transaction: a SCIM change and the Discourse
-    /// calls it causes are kept together or not at all.
+    /// calls it causes are kept together or not at all. Pending jobs a new job
+    /// [supersedes](RelayReason::supersedes) are removed in the same transaction.
     async fn scim_apply(&self, writes: &[ScimWrite], jobs: &[RelayJob]) -> Result<(), StoreError>;
 
     /// Drops login entries older than `login_retention`, `jti`s and login states past their

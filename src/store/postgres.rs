@@ -872,6 +872,18 @@ impl LogoutStore for PgStore {
                 }
             }
             for job in jobs {
+                let superseded: Vec<&str> =
+                    job.reason.supersedes().iter().map(|r| r.as_str()).collect();
+                if !superseded.is_empty() {
+                    txn.execute(
+                        "DELETE FROM bridge_relay_jobs WHERE external_id = $1 \
+                         AND reason = ANY($2)",
+                        &[&job.external_id, &superseded],
+                    )
+                    .await?;
+                }
+            }
+            for job in jobs {
                 insert_job(&txn, job).await?;
             }
             txn.commit().await?;

@@ -650,6 +650,24 @@ impl Embedded {
                 }
             }
         }
+        {
+            // The job table stays small (jobs leave it once delivered), so a scan is fine.
+            let mut table = txn.open_table(RELAY_JOBS)?;
+            let mut superseded = Vec::new();
+            for entry in table.iter()? {
+                let (id, value) = entry?;
+                let stored: StoredJob = decode("relay_jobs", value.value())?;
+                if jobs.iter().any(|job| {
+                    job.external_id == stored.external_id
+                        && job.reason.supersedes().contains(&stored.reason)
+                }) {
+                    superseded.push(id.value());
+                }
+            }
+            for id in superseded {
+                table.remove(id)?;
+            }
+        }
         for job in jobs {
             insert_job(&txn, job)?;
         }

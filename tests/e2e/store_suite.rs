@@ -482,6 +482,49 @@ async fn scim_records_are_written_with_their_jobs(store: Store) {
         vec![("u2".to_owned(), r#"{"n":3}"#.to_owned())]
     );
     assert!(store.scim_list(ScimKind::Account).await.unwrap().is_empty());
+
+    // A newer sync replaces a queued older one; unsuspend replaces a queued suspend; other
+    // users' jobs and log-outs stay.
+    let queued = |reason, external_id: &str| RelayJob::new(external_id, reason, at(5));
+    store
+        .scim_apply(
+            &[],
+            &[
+                queued(RelayReason::ScimSync, "ext-b"),
+                queued(RelayReason::ScimSuspend, "ext-b"),
+                queued(RelayReason::ScimLogOut, "ext-b"),
+                queued(RelayReason::ScimSync, "ext-c"),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .scim_apply(
+            &[],
+            &[
+                queued(RelayReason::ScimUnsuspend, "ext-b"),
+                queued(RelayReason::ScimSync, "ext-b"),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut pending: Vec<(String, &str)> = store
+        .claim_due(at(10), 50, LEASE, "w2")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| (claim.job.external_id, claim.job.reason.as_str()))
+        .collect();
+    pending.sort();
+    assert_eq!(
+        pending,
+        vec![
+            ("ext-b".to_owned(), "scim_log_out"),
+            ("ext-b".to_owned(), "scim_sync"),
+            ("ext-b".to_owned(), "scim_unsuspend"),
+            ("ext-c".to_owned(), "scim_sync"),
+        ]
+    );
 }
 
 macro_rules! cases {
