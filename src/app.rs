@@ -150,7 +150,27 @@ impl Application {
             relay.as_ref().map(Relay::handle),
             logins,
         );
+        let scim = match (&config.scim, relay.as_ref()) {
+            (Some(scim_config), Some(relay)) => {
+                let live = mapping.clone();
+                let handle = relay.handle();
+                let now = clock.clone();
+                Some(Arc::new(crate::scim::ScimService::new(
+                    scim_config.clone(),
+                    store.clone(),
+                    Arc::new(move || live.current().mapper.clone()),
+                    Arc::new(ConnectSecret::new(
+                        config.discourse.connect_secret.expose_secret(),
+                    )),
+                    Arc::new(move || handle.notify()),
+                    Arc::new(move || now.now()),
+                    &config.server.public_url,
+                )))
+            }
+            _ => None,
+        };
         let state = AppState::new(SharedState {
+            scim,
             login,
             logout,
             provider,

@@ -371,6 +371,28 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
     let run = || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let claims = read_claims(claims)?;
+        // A SCIM User document is mapped through the claims provisioning would build.
+        let claims = if crate::scim::service::is_scim_user(&claims) {
+            let scim = config
+                .scim
+                .clone()
+                .unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
+            let claims = crate::scim::service::explain_claims(
+                &scim,
+                config.mapper.group_claim(),
+                &serde_json::Value::Object(claims),
+            );
+            if !json {
+                write_out("SCIM user; the claims provisioning builds from it:\n");
+                write_out(&format!(
+                    "{}\n\n",
+                    serde_json::to_string_pretty(&claims).unwrap_or_default()
+                ));
+            }
+            claims
+        } else {
+            claims
+        };
         let outcome = config.mapper.map(&claims);
         if json {
             let report = crate::mapping::explain::Report::from(&outcome);
@@ -443,6 +465,12 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
             Some(JobOutcome::LoggedOut { user_id }) => {
                 write_out(&format!(
                     "logged out Discourse user {user_id} ({external_id})\n"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(JobOutcome::Applied { user_id }) => {
+                write_out(&format!(
+                    "applied for Discourse user {user_id} ({external_id})\n"
                 ));
                 Ok(ExitCode::SUCCESS)
             }

@@ -636,6 +636,26 @@ mod tests {
                 .mark_login_state_used(digest, now, keep_until)
                 .await
         }
+        async fn scim_get(
+            &self,
+            kind: crate::store::ScimKind,
+            id: &str,
+        ) -> Result<Option<String>, crate::store::StoreError> {
+            self.store.scim_get(kind, id).await
+        }
+        async fn scim_list(
+            &self,
+            kind: crate::store::ScimKind,
+        ) -> Result<Vec<(String, String)>, crate::store::StoreError> {
+            self.store.scim_list(kind).await
+        }
+        async fn scim_apply(
+            &self,
+            writes: &[crate::store::ScimWrite],
+            jobs: &[crate::store::RelayJob],
+        ) -> Result<(), crate::store::StoreError> {
+            self.store.scim_apply(writes, jobs).await
+        }
         async fn enqueue(
             &self,
             job: &crate::store::RelayJob,

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{LogoutConfig, StoreConfig};
 use crate::discourse::api::{ApiError, DiscourseApi};
-use crate::store::{ClaimedJob, LogoutStore, RelayJob, RelayJobId, StoreError};
+use crate::store::{ClaimedJob, LogoutStore, RelayJob, RelayJobId, RelayReason, StoreError};
 
 /// Where the relay reads the time and waits for it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -221,6 +221,8 @@ impl RelayHandle {
 pub enum JobOutcome {
     /// Discourse logged the user (this id) out.
     LoggedOut { user_id: u64 },
+    /// A SCIM job (sync, suspend, unsuspend) took effect for this Discourse user.
+    Applied { user_id: u64 },
     /// No Discourse user has the external id: nothing to do.
     NoSuchUser,
     /// A retryable failure; attempted again at `next_attempt_at`.
@@ -477,10 +479,22 @@ impl Relay {
                  Discourse may see this log_out twice"
             );
         }
-        match self.deliver(&job.external_id).await {
+        match self.deliver(&job).await {
             Ok(delivered) => {
                 self.book(Bookkeeping::Complete(id)).await;
                 match delivered {
+                    Delivered::Applied { user_id } => {
+                        metrics::counter!("bridge_scim_jobs_delivered_total", "kind" => reason)
+                            .increment(1);
+                        tracing::info!(
+                            job = id,
+                            reason,
+                            user_id,
+                            attempts = job.attempts + 1,
+                            "applied a provisioning change in Discourse"
+                        );
+                        JobOutcome::Applied { user_id }
+                    }
                     Delivered::LoggedOut { user_id } => {
                         self.stats.logged_out.fetch_add(1, Ordering::SeqCst);
                         metrics::counter!("bridge_backchannel_relayed_total", "outcome" => "logged_out")
@@ -516,8 +530,61 @@ impl Relay {
         }
     }
 
+    /// Carries out one job: a SCIM sync, suspension or unsuspension, or else a log-out.
+    async fn deliver(&self, job: &RelayJob) -> Result<Delivered, ApiError> {
+        let payload = || -> Result<serde_json::Value, ApiError> {
+            job.payload
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .ok_or(ApiError::InvalidSettings("the job's payload is unreadable"))
+        };
+        let text = |value: &serde_json::Value, key: &str| -> Result<String, ApiError> {
+            value
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or(ApiError::InvalidSettings("the job's payload is incomplete"))
+        };
+        match job.reason {
+            RelayReason::ScimSync => {
+                let payload = payload()?;
+                let user_id = self
+                    .api
+                    .sync_sso(&text(&payload, "sso")?, &text(&payload, "sig")?)
+                    .await?;
+                Ok(Delivered::Applied { user_id })
+            }
+            RelayReason::ScimSuspend => {
+                let payload = payload()?;
+                let until = DateTime::parse_from_rfc3339(&text(&payload, "until")?)
+                    .map_err(|_| ApiError::InvalidSettings("the job's payload is unreadable"))?
+                    .with_timezone(&Utc);
+                let reason = text(&payload, "reason")?;
+                match self.api.user_id_by_external_id(&job.external_id).await? {
+                    None => Ok(Delivered::NoSuchUser),
+                    Some(user_id) => {
+                        self.api.suspend(user_id, until, &reason).await?;
+                        Ok(Delivered::Applied { user_id })
+                    }
+                }
+            }
+            RelayReason::ScimUnsuspend => {
+                match self.api.user_id_by_external_id(&job.external_id).await? {
+                    None => Ok(Delivered::NoSuchUser),
+                    Some(user_id) => {
+                        self.api.unsuspend(user_id).await?;
+                        Ok(Delivered::Applied { user_id })
+                    }
+                }
+            }
+            RelayReason::BackchannelLogout
+            | RelayReason::AdminCommand
+            | RelayReason::ScimLogOut => self.log_out(&job.external_id).await,
+        }
+    }
+
     /// Looks the user up and logs them out.
-    async fn deliver(&self, external_id: &str) -> Result<Delivered, ApiError> {
+    async fn log_out(&self, external_id: &str) -> Result<Delivered, ApiError> {
         tracing::debug!(external_id, "relaying a logout into Discourse");
         match self.api.user_id_by_external_id(external_id).await? {
             None => Ok(Delivered::NoSuchUser),
@@ -596,7 +663,13 @@ fn lock(list: &Mutex<Vec<Bookkeeping>>) -> std::sync::MutexGuard<'_, Vec<Bookkee
 /// A successful delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivered {
-    LoggedOut { user_id: u64 },
+    LoggedOut {
+        user_id: u64,
+    },
+    /// A SCIM job (sync, suspend, unsuspend) took effect for this user.
+    Applied {
+        user_id: u64,
+    },
     NoSuchUser,
 }
 
@@ -613,7 +686,7 @@ mod tests {
     //! the test moves the clock, never on the wall clock.
     use super::*;
     use crate::discourse::api::fake_discourse::FakeDiscourse;
-    use crate::store::{RedbStore, RelayReason};
+    use crate::store::RedbStore;
     use axum::http::{Method, StatusCode};
     use std::path::Path;
 

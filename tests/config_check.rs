@@ -765,6 +765,58 @@ fn invalid_toml_is_one_problem_naming_the_file() {
 }
 
 #[test]
+fn scim_is_validated_and_off_without_its_section() {
+    let config = load_from_str(VALID, no_env()).unwrap();
+    assert!(config.scim.is_none(), "SCIM is off without [scim]");
+
+    let with_api = format!(
+        "{VALID}\n[scim]\ntoken = \"short\"\nsubject_attribute = \"no such path!\"\nsuspend_for = \"0s\"\n"
+    )
+    .replace(
+        "[oidc]",
+        "api_key = \"discourse-api-key-0123\"\napi_username = \"system\"\n\n[oidc]",
+    );
+    let result = load_from_str(&with_api, no_env());
+    let found = keys(&result);
+    for key in ["scim.token", "scim.subject_attribute", "scim.suspend_for"] {
+        assert!(found.contains(&key), "{key} missing from {found:?}");
+    }
+    assert!(
+        !problems(result).iter().any(|p| p.contains("short")),
+        "the token is never printed"
+    );
+
+    // The admin API is required; the token can come from the environment.
+    let token = "scim-token-0123456789abcdef0123456789";
+    let result = load_from_str(
+        &format!("{VALID}\n[scim]\n"),
+        env(&[("BRIDGE_SCIM__TOKEN", token)]),
+    );
+    assert_eq!(keys(&result), vec!["scim"]);
+
+    let file = secret_file(&format!(
+        "# rotation\n{token}\nscim-token-new-0123456789abcdef01234\n"
+    ))
+    .unwrap();
+    let config = load_from_str(
+        &with_api
+            .replace("token = \"short\"\n", "")
+            .replace("subject_attribute = \"no such path!\"\n", "")
+            .replace("suspend_for = \"0s\"\n", "on_deactivate = \"suspend\"\n"),
+        env(&[("BRIDGE_SCIM__TOKEN_FILE", file.path().to_str().unwrap())]),
+    )
+    .unwrap();
+    let scim = config.scim.unwrap();
+    assert_eq!(scim.tokens.len(), 2, "every line of the file is a token");
+    assert_eq!(scim.tokens[0].expose_secret(), token);
+    assert_eq!(scim.subject_attribute, "externalId");
+    assert_eq!(
+        scim.on_deactivate,
+        discourse_oidc_bridge::scim::OnDeactivate::Suspend
+    );
+}
+
+#[test]
 fn the_shared_store_url_is_checked_offline_and_never_repeated() {
     // Unset: the embedded store.
     let config = load_from_str(VALID, no_env()).unwrap();

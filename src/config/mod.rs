@@ -65,6 +65,8 @@ pub struct Config {
     /// The `[mapping]`, `[groups]` and `[access]` sections, compiled once while the
     /// configuration is loaded; its warnings are part of [`Config::warnings`].
     pub mapper: Arc<Mapper>,
+    /// `[scim]`: SCIM provisioning (docs/scim.md); `None` keeps `/scim/v2` off.
+    pub scim: Option<crate::scim::ScimConfig>,
     /// Which file this configuration came from, for `/readyz` and reload logs.
     pub source: ConfigSource,
 }
@@ -494,7 +496,7 @@ fn load_layers(
 
 /// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
 /// (unknown sections, variable names, the file itself) come first.
-const SECTION_ORDER: [&str; 11] = [
+const SECTION_ORDER: [&str; 12] = [
     "server",
     "discourse",
     "oidc",
@@ -506,6 +508,7 @@ const SECTION_ORDER: [&str; 11] = [
     "mapping",
     "groups",
     "access",
+    "scim",
 ];
 
 fn section_rank(key: &str) -> usize {

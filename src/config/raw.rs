@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub(crate) mapping: MappingConfig,
     pub(crate) groups: GroupsConfig,
     pub(crate) access: AccessConfig,
+    /// `[scim]`: SCIM provisioning, off when the section is absent.
+    pub(crate) scim: Option<RawScim>,
 }
 
 /// `[server]`
@@ -229,6 +231,40 @@ impl Default for RawLimits {
             backchannel_per_minute: 600,
             max_body_bytes: 16 * 1024,
             request_timeout: "30s".to_owned(),
+        }
+    }
+}
+
+/// `[scim]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawScim {
+    pub(crate) token: Option<RawSecret>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) subject_attribute: String,
+    pub(crate) subject_claim: String,
+    pub(crate) email_verified: bool,
+    pub(crate) on_deactivate: crate::scim::OnDeactivate,
+    pub(crate) suspend_for: String,
+    pub(crate) suspend_reason: String,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_results: usize,
+}
+
+impl Default for RawScim {
+    fn default() -> Self {
+        use crate::scim::ScimConfig as D;
+        Self {
+            token: None,
+            token_file: None,
+            subject_attribute: D::DEFAULT_SUBJECT_ATTRIBUTE.to_owned(),
+            subject_claim: D::DEFAULT_SUBJECT_CLAIM.to_owned(),
+            email_verified: true,
+            on_deactivate: crate::scim::OnDeactivate::LogOut,
+            suspend_for: "36500d".to_owned(),
+            suspend_reason: D::DEFAULT_SUSPEND_REASON.to_owned(),
+            max_body_bytes: D::DEFAULT_MAX_BODY_BYTES,
+            max_results: D::DEFAULT_MAX_RESULTS,
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct SharedState {
     pub forum_login_url: String,
     /// The time of every request.
     pub clock: Clock,
+    /// SCIM provisioning, when `[scim]` is configured (and the admin API with it).
+    pub scim: Option<Arc<crate::scim::ScimService>>,
 }
 
 /// What `/readyz` reports.

@@ -33,6 +33,15 @@ pub enum RelayReason {
     BackchannelLogout,
     /// An operator ran `discourse-oidc-bridge logout --external-id`.
     AdminCommand,
+    /// SCIM provisioning: push the signed payload in [`RelayJob::payload`] through
+    /// `POST /admin/users/sync_sso`.
+    ScimSync,
+    /// SCIM provisioning: the user was deactivated, deleted or denied; log them out.
+    ScimLogOut,
+    /// SCIM provisioning: suspend the user (reason and end in [`RelayJob::payload`]).
+    ScimSuspend,
+    /// SCIM provisioning: the user is active again; lift the suspension.
+    ScimUnsuspend,
 }
 
 impl RelayReason {
@@ -41,6 +50,22 @@ impl RelayReason {
         match self {
             Self::BackchannelLogout => "backchannel_logout",
             Self::AdminCommand => "admin_command",
+            Self::ScimSync => "scim_sync",
+            Self::ScimLogOut => "scim_log_out",
+            Self::ScimSuspend => "scim_suspend",
+            Self::ScimUnsuspend => "scim_unsuspend",
+        }
+    }
+
+    /// Pending jobs of these kinds for the same `external_id` are dropped when a job of this
+    /// kind is queued through [`LogoutStore::scim_apply`]: a newer sync replaces an older one,
+    /// and suspending and unsuspending replace each other, so a retried older job can never
+    /// land after the newer one and undo it.
+    pub fn supersedes(self) -> &'static [RelayReason] {
+        match self {
+            Self::ScimSync => &[Self::ScimSync],
+            Self::ScimSuspend | Self::ScimUnsuspend => &[Self::ScimSuspend, Self::ScimUnsuspend],
+            Self::BackchannelLogout | Self::AdminCommand | Self::ScimLogOut => &[],
         }
     }
 
@@ -49,6 +74,10 @@ impl RelayReason {
         match name {
             "backchannel_logout" => Some(Self::BackchannelLogout),
             "admin_command" => Some(Self::AdminCommand),
+            "scim_sync" => Some(Self::ScimSync),
+            "scim_log_out" => Some(Self::ScimLogOut),
+            "scim_suspend" => Some(Self::ScimSuspend),
+            "scim_unsuspend" => Some(Self::ScimUnsuspend),
             _ => None,
         }
     }
@@ -68,6 +97,9 @@ pub struct RelayJob {
     pub next_attempt_at: DateTime<Utc>,
     /// Short description of the last failure, for logs (never contains secrets).
     pub last_error: Option<String>,
+    /// What the SCIM kinds deliver (JSON: the signed `sso`/`sig` of a sync, the reason and end
+    /// of a suspension); `None` for log-outs.
+    pub payload: Option<String>,
 }
 
 impl RelayJob {
@@ -80,8 +112,44 @@ impl RelayJob {
             attempts: 0,
             next_attempt_at: now,
             last_error: None,
+            payload: None,
         }
     }
+
+    /// The same job carrying `payload` (see [`RelayJob::payload`]).
+    pub fn with_payload(mut self, payload: impl Into<String>) -> Self {
+        self.payload = Some(payload.into());
+        self
+    }
+}
+
+/// Which SCIM resource type a record belongs to (RFC 7643 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScimKind {
+    User,
+    Group,
+    /// What the bridge last did to a Discourse account, keyed by `external_id`.
+    Account,
+}
+
+impl ScimKind {
+    /// Stable name used as the key prefix in both backends.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Group => "group",
+            Self::Account => "account",
+        }
+    }
+}
+
+/// One change to the SCIM records: `record` (JSON owned by [`crate::scim`]) replaces the
+/// record under `(kind, id)`, or `None` removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimWrite {
+    pub kind: ScimKind,
+    pub id: String,
+    pub record: Option<String>,
 }
 
 /// A job claimed by one relay worker until its lease ends (see [`LogoutStore::claim_due`]).
@@ -305,6 +373,17 @@ pub trait LogoutStore: Send + Sync + std::fmt::Debug {
         session_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// The SCIM record stored under `(kind, id)`.
+    async fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every SCIM record of `kind` as `(id, record)`, ordered by id.
+    async fn scim_list(&self, kind: ScimKind) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Applies `writes` and queues `jobs` in one transaction: a SCIM change and the Discourse
+    /// calls it causes are kept together or not at all. Pending jobs a new job
+    /// [supersedes](RelayReason::supersedes) are removed in the same transaction.
+    async fn scim_apply(&self, writes: &[ScimWrite], jobs: &[RelayJob]) -> Result<(), StoreError>;
 
     /// Drops login entries older than `login_retention`, `jti`s and login states past their
     /// `keep_until` and expired sessions. Call it periodically (e.g. hourly).

@@ -24,7 +24,7 @@ use tokio_postgres::config::SslMode;
 
 use super::{
     ClaimedJob, CompletedLogin, LoginRecord, LogoutStore, PruneReport, RelayJob, RelayJobId,
-    RelayReason, SessionRecord, StoreError,
+    RelayReason, ScimKind, ScimWrite, SessionRecord, StoreError,
 };
 
 mod embedded {
@@ -374,7 +374,7 @@ impl PgStore {
             if first == 1 {
                 txn.execute(
                     "INSERT INTO bridge_relay_jobs (external_id, reason, created_at, attempts, \
-                     next_attempt_at, last_error) VALUES ($1, $2, $3, $4, $5, $6)",
+                     next_attempt_at, last_error, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     &[
                         &job.external_id,
                         &job.reason.as_str(),
@@ -382,6 +382,7 @@ impl PgStore {
                         &i32::try_from(job.attempts).unwrap_or(i32::MAX),
                         &job.next_attempt_at,
                         &job.last_error,
+                        &job.payload,
                     ],
                 )
                 .await?;
@@ -808,6 +809,89 @@ impl LogoutStore for PgStore {
         .await
     }
 
+    async fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError> {
+        self.ready().await?;
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT record FROM bridge_scim_resources WHERE kind = $1 AND id = $2",
+                )
+                .await?;
+            let row = client.query_opt(&statement, &[&kind.as_str(), &id]).await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get(0)?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn scim_list(&self, kind: ScimKind) -> Result<Vec<(String, String)>, StoreError> {
+        self.ready().await?;
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT id, record FROM bridge_scim_resources WHERE kind = $1 ORDER BY id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&kind.as_str()]).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scim_apply(&self, writes: &[ScimWrite], jobs: &[RelayJob]) -> Result<(), StoreError> {
+        self.ready().await?;
+        self.bounded(async {
+            let mut object = self.client().await?;
+            let txn = object.transaction().await?;
+            for write in writes {
+                match &write.record {
+                    Some(record) => {
+                        txn.execute(
+                            "INSERT INTO bridge_scim_resources (kind, id, record) \
+                             VALUES ($1, $2, $3) \
+                             ON CONFLICT (kind, id) DO UPDATE SET record = EXCLUDED.record",
+                            &[&write.kind.as_str(), &write.id, record],
+                        )
+                        .await?;
+                    }
+                    None => {
+                        txn.execute(
+                            "DELETE FROM bridge_scim_resources WHERE kind = $1 AND id = $2",
+                            &[&write.kind.as_str(), &write.id],
+                        )
+                        .await?;
+                    }
+                }
+            }
+            for job in jobs {
+                let superseded: Vec<&str> =
+                    job.reason.supersedes().iter().map(|r| r.as_str()).collect();
+                if !superseded.is_empty() {
+                    txn.execute(
+                        "DELETE FROM bridge_relay_jobs WHERE external_id = $1 \
+                         AND reason = ANY($2)",
+                        &[&job.external_id, &superseded],
+                    )
+                    .await?;
+                }
+            }
+            for job in jobs {
+                insert_job(&txn, job).await?;
+            }
+            txn.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn enqueue(&self, job: &RelayJob) -> Result<RelayJobId, StoreError> {
         self.ready().await?;
         self.bounded(async {
@@ -844,7 +928,7 @@ impl LogoutStore for PgStore {
                      FROM due WHERE job.id = due.id \
                      RETURNING job.id, job.external_id, job.reason, job.created_at, \
                        job.attempts, job.next_attempt_at, job.last_error, \
-                       due.previous_lease IS NOT NULL",
+                       due.previous_lease IS NOT NULL, job.payload",
                 )
                 .await?;
             let rows = client
@@ -866,6 +950,7 @@ impl LogoutStore for PgStore {
                         attempts: u32::try_from(attempts).unwrap_or(0),
                         next_attempt_at: row.try_get(5)?,
                         last_error: row.try_get(6)?,
+                        payload: row.try_get(8)?,
                     },
                     taken_over: row.try_get(7)?,
                 });
@@ -1114,7 +1199,8 @@ async fn insert_job(
     let statement = txn
         .prepare_cached(
             "INSERT INTO bridge_relay_jobs (external_id, reason, created_at, attempts, \
-             next_attempt_at, last_error) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+             next_attempt_at, last_error, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id",
         )
         .await?;
     let row = txn
@@ -1127,6 +1213,7 @@ async fn insert_job(
                 &i32::try_from(job.attempts).unwrap_or(i32::MAX),
                 &job.next_attempt_at,
                 &job.last_error,
+                &job.payload,
             ],
         )
         .await?;

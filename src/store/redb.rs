@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ClaimedJob, CompletedLogin, LoginRecord, LogoutStore, PruneReport, RelayJob, RelayJobId,
-    RelayReason, SessionRecord, StoreError, millis,
+    RelayReason, ScimKind, ScimWrite, SessionRecord, StoreError, millis,
 };
 
 macro_rules! redb_error_from {
@@ -63,6 +63,8 @@ const RELAY_JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("relay_
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
 /// Counters: [`NEXT_JOB_ID`], [`GIVEN_UP_TOTAL`].
 const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
+/// `(kind, id)` → SCIM record (JSON owned by `crate::scim`).
+const SCIM: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("scim");
 
 const NEXT_JOB_ID: &str = "next_job_id";
 const GIVEN_UP_TOTAL: &str = "given_up_total";
@@ -90,6 +92,8 @@ struct StoredJob {
     #[serde(with = "millis")]
     next_attempt_at: DateTime<Utc>,
     last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
 }
 
 impl From<&RelayJob> for StoredJob {
@@ -103,6 +107,7 @@ impl From<&RelayJob> for StoredJob {
             attempts: job.attempts,
             next_attempt_at: job.next_attempt_at,
             last_error: job.last_error.clone(),
+            payload: job.payload.clone(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl From<StoredJob> for RelayJob {
             attempts: job.attempts,
             next_attempt_at: job.next_attempt_at,
             last_error: job.last_error,
+            payload: job.payload,
         }
     }
 }
@@ -219,6 +225,7 @@ impl Embedded {
             txn.open_table(RELAY_JOBS)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(SCIM)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -603,6 +610,72 @@ impl Embedded {
     }
 }
 
+impl Embedded {
+    fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SCIM)?;
+        Ok(table
+            .get((kind.as_str(), id))?
+            .map(|value| value.value().to_owned()))
+    }
+
+    fn scim_list(&self, kind: ScimKind) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SCIM)?;
+        let mut out = Vec::new();
+        for entry in table.range((kind.as_str(), "")..)? {
+            let (key, value) = entry?;
+            let (entry_kind, id) = key.value();
+            if entry_kind != kind.as_str() {
+                break;
+            }
+            out.push((id.to_owned(), value.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn scim_apply(&self, writes: &[ScimWrite], jobs: &[RelayJob]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(SCIM)?;
+            for write in writes {
+                let key = (write.kind.as_str(), write.id.as_str());
+                match &write.record {
+                    Some(record) => {
+                        table.insert(key, record.as_str())?;
+                    }
+                    None => {
+                        table.remove(key)?;
+                    }
+                }
+            }
+        }
+        {
+            // The job table stays small (jobs leave it once delivered), so a scan is fine.
+            let mut table = txn.open_table(RELAY_JOBS)?;
+            let mut superseded = Vec::new();
+            for entry in table.iter()? {
+                let (id, value) = entry?;
+                let stored: StoredJob = decode("relay_jobs", value.value())?;
+                if jobs.iter().any(|job| {
+                    job.external_id == stored.external_id
+                        && job.reason.supersedes().contains(&stored.reason)
+                }) {
+                    superseded.push(id.value());
+                }
+            }
+            for id in superseded {
+                table.remove(id)?;
+            }
+        }
+        for job in jobs {
+            insert_job(&txn, job)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
 /// Adds a job under the next id.
 fn insert_job(txn: &WriteTransaction, job: &RelayJob) -> Result<RelayJobId, StoreError> {
     let mut counters = txn.open_table(COUNTERS)?;
@@ -755,6 +828,20 @@ impl LogoutStore for RedbStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |db| db.scim_get(kind, &id)).await
+    }
+
+    async fn scim_list(&self, kind: ScimKind) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(move |db| db.scim_list(kind)).await
+    }
+
+    async fn scim_apply(&self, writes: &[ScimWrite], jobs: &[RelayJob]) -> Result<(), StoreError> {
+        let (writes, jobs) = (writes.to_vec(), jobs.to_vec());
+        self.run(move |db| db.scim_apply(&writes, &jobs)).await
     }
 
     async fn enqueue(&self, job: &RelayJob) -> Result<RelayJobId, StoreError> {

@@ -13,5 +13,6 @@ mod logout;
 mod mapping;
 mod ops;
 mod replicas;
+mod scim;
 mod store_suite;
 mod support;

@@ -669,7 +669,7 @@ async fn the_copy_command_moves_an_embedded_store_and_its_pending_jobs() {
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");
     assert!(report.contains("store: PostgreSQL"), "{report}");
-    assert!(report.contains("schema version 1,"), "{report}");
+    assert!(report.contains("schema version 2,"), "{report}");
     assert!(
         !report.contains(&store_url),
         "the URL is not printed: {report}"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use discourse_oidc_bridge::store::{
     CompletedLogin, LoginRecord, LogoutStore, PgSettings, PgStore, PruneReport, RedbStore,
-    RelayJob, RelayReason, SessionRecord, login_state_digest,
+    RelayJob, RelayReason, ScimKind, ScimWrite, SessionRecord, login_state_digest,
 };
 
 use crate::support::postgres::TestPostgres;
@@ -428,13 +428,112 @@ async fn prune_drops_only_what_is_past_its_time(store: Store) {
     assert_eq!(store.prune(now, retention).await.unwrap().sessions, 0);
 }
 
+async fn scim_records_are_written_with_their_jobs(store: Store) {
+    let write = |kind, id: &str, record: Option<&str>| ScimWrite {
+        kind,
+        id: id.to_owned(),
+        record: record.map(str::to_owned),
+    };
+    let sync = RelayJob::new("ext-a", RelayReason::ScimSync, at(0))
+        .with_payload(r#"{"sso":"c3Nv","sig":"00"}"#);
+    store
+        .scim_apply(
+            &[
+                write(ScimKind::User, "u2", Some(r#"{"n":2}"#)),
+                write(ScimKind::User, "u1", Some(r#"{"n":1}"#)),
+                write(ScimKind::Group, "g1", Some(r#"{"g":1}"#)),
+            ],
+            std::slice::from_ref(&sync),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.scim_list(ScimKind::User).await.unwrap(),
+        vec![
+            ("u1".to_owned(), r#"{"n":1}"#.to_owned()),
+            ("u2".to_owned(), r#"{"n":2}"#.to_owned())
+        ]
+    );
+    assert_eq!(
+        store
+            .scim_get(ScimKind::Group, "g1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"g":1}"#)
+    );
+    assert_eq!(store.scim_get(ScimKind::Group, "u1").await.unwrap(), None);
+    let claimed = store.claim_due(at(0), 10, LEASE, "w").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job, sync, "the payload travels with the job");
+
+    store
+        .scim_apply(
+            &[
+                write(ScimKind::User, "u1", None),
+                write(ScimKind::User, "u2", Some(r#"{"n":3}"#)),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.scim_list(ScimKind::User).await.unwrap(),
+        vec![("u2".to_owned(), r#"{"n":3}"#.to_owned())]
+    );
+    assert!(store.scim_list(ScimKind::Account).await.unwrap().is_empty());
+
+    // A newer sync replaces a queued older one; unsuspend replaces a queued suspend; other
+    // users' jobs and log-outs stay.
+    let queued = |reason, external_id: &str| RelayJob::new(external_id, reason, at(5));
+    store
+        .scim_apply(
+            &[],
+            &[
+                queued(RelayReason::ScimSync, "ext-b"),
+                queued(RelayReason::ScimSuspend, "ext-b"),
+                queued(RelayReason::ScimLogOut, "ext-b"),
+                queued(RelayReason::ScimSync, "ext-c"),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .scim_apply(
+            &[],
+            &[
+                queued(RelayReason::ScimUnsuspend, "ext-b"),
+                queued(RelayReason::ScimSync, "ext-b"),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut pending: Vec<(String, &str)> = store
+        .claim_due(at(10), 50, LEASE, "w2")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| (claim.job.external_id, claim.job.reason.as_str()))
+        .collect();
+    pending.sort();
+    assert_eq!(
+        pending,
+        vec![
+            ("ext-b".to_owned(), "scim_log_out"),
+            ("ext-b".to_owned(), "scim_sync"),
+            ("ext-b".to_owned(), "scim_unsuspend"),
+            ("ext-c".to_owned(), "scim_sync"),
+        ]
+    );
+}
+
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         [$((stringify!($case), (|store| Box::pin($case(store))) as Case)),*]
     };
 }
 
-fn cases() -> [(&'static str, Case); 12] {
+fn cases() -> [(&'static str, Case); 13] {
     cases![
         logins_are_found_by_sub_and_by_sid,
         resolve_prefers_sid_then_falls_back_to_sub,
@@ -448,6 +547,7 @@ fn cases() -> [(&'static str, Case); 12] {
         concurrent_claims_never_share_a_job,
         sessions_are_taken_once_and_not_after_expiry,
         prune_drops_only_what_is_past_its_time,
+        scim_records_are_written_with_their_jobs,
     ]
 }
 
