@@ -159,10 +159,14 @@ impl AppState {
             cookie_key,
             cookie_policy: CookiePolicy {
                 secure: config.server.public_url.scheme() == "https",
-                max_age: config.session.login_timeout,
+                max_age: crate::flow::login_cookie_lifetime(config.session.login_timeout),
             },
             used_states: Arc::new(UsedStates::default()),
-            pages: Arc::new(Pages::new().context("compiling the page templates")?),
+            pages: Arc::new(
+                Pages::from_config(&config.pages, config.discourse.url.as_str()).map_err(
+                    |problems| anyhow::anyhow!("[pages] is invalid:\n{}", problems.join("\n")),
+                )?,
+            ),
             mapping: Arc::new(RwLock::new(Arc::new(ActiveMapping {
                 mapper: Arc::new(mapper),
                 config_sha256: config.source.sha256.clone(),
@@ -202,7 +206,8 @@ impl AppState {
         }
     }
 
-    /// Where the error pages' "back to the forum" link points: a fresh login at the forum.
+    /// A fresh login at the forum (its `/session/sso`): the error pages' "Try again" and "Log
+    /// in again".
     pub fn forum_login_url(&self) -> String {
         format!(
             "{}/session/sso",

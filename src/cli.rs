@@ -109,7 +109,29 @@ fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let result = config::load(path.as_deref());
+    if let Some(sections) = path
+        .as_deref()
+        .and_then(config::mapping_file::read_mapping_only)
+    {
+        return check_mapping_only(path.as_deref(), sections);
+    }
+    // The pages are compiled and rendered in every language, as `serve` does at start.
+    let result = config::load(path.as_deref()).and_then(|config| {
+        match crate::pages::Pages::from_config(&config.pages, config.discourse.url.as_str()) {
+            Ok(_) => Ok(config),
+            Err(problems) => Err(config::ConfigErrors(
+                problems
+                    .into_iter()
+                    .map(|problem| match problem.split_once(": ") {
+                        Some((key, message)) if key.starts_with("pages.") => {
+                            config::ConfigProblem::new(key, message)
+                        }
+                        _ => config::ConfigProblem::new("pages", problem),
+                    })
+                    .collect(),
+            )),
+        }
+    });
     let (report, ok) = config::check_report(&result);
     write_out(&report);
     if !report.ends_with('\n') {
@@ -119,6 +141,60 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `check` of a file holding only `[mapping]`, `[groups]` and `[access]`: compiles the mapping.
+fn check_mapping_only(
+    path: Option<&std::path::Path>,
+    sections: Result<config::mapping_file::MappingSections, String>,
+) -> ExitCode {
+    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let compiled = sections
+        .map_err(|e| vec![e])
+        .and_then(|(mapping, groups, access)| {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map_err(|problems| problems.iter().map(ToString::to_string).collect())
+        });
+    match compiled {
+        Ok(mapper) => {
+            let mut report = format!(
+                "OK: {name} is a mapping-only file ([mapping], [groups], [access]); `explain` \
+                 and `demo --config` use it, `serve` needs the full configuration\n"
+            );
+            for warning in mapper.warnings() {
+                report.push_str(&format!("warning: {warning}\n"));
+            }
+            write_out(&report);
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            let mut report = format!("{name}: the mapping is invalid:\n");
+            for problem in problems {
+                report.push_str(&format!("error: {problem}\n"));
+            }
+            write_out(&report);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The mapping rules of `path`: from a mapping-only file, or from the full configuration.
+fn load_mapper(path: Option<&std::path::Path>) -> Result<crate::mapping::Mapper, ExitCode> {
+    match path.and_then(config::mapping_file::read_mapping_only) {
+        Some(Ok((mapping, groups, access))) => {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access).map_err(|problems| {
+                for problem in problems {
+                    write_err(&format!("error: {problem}\n"));
+                }
+                ExitCode::from(2)
+            })
+        }
+        Some(Err(problems)) => {
+            write_err(&format!("invalid mapping:\n{problems}\n"));
+            Err(ExitCode::from(2))
+        }
+        None => compile_mapper(&load_or_report(path)?),
     }
 }
 
@@ -166,8 +242,7 @@ fn compile_mapper(config: &config::Config) -> Result<crate::mapping::Mapper, Exi
 
 fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
-        let config = load_or_report(path.as_deref())?;
-        let mapper = compile_mapper(&config)?;
+        let mapper = load_mapper(path.as_deref())?;
         let claims = read_claims(claims)?;
         let outcome = mapper.map(&claims);
         if json {

@@ -76,8 +76,18 @@ impl LoginInFlight {
 pub struct CookiePolicy {
     /// `Secure` when the public URL is https.
     pub secure: bool,
-    /// `Max-Age`, equal to the login timeout.
+    /// `Max-Age` of the login cookies: [`login_cookie_lifetime`] of the login timeout.
     pub max_age: Duration,
+}
+
+/// How much longer than `login_timeout` a login cookie lives, so that a login finished too late
+/// still finds its cookie and is told it took too long (instead of "unknown login").
+pub const LOGIN_COOKIE_GRACE: Duration = Duration::from_secs(30 * 60);
+
+/// The login cookie's `Max-Age` for a `login_timeout`: the timeout plus [`LOGIN_COOKIE_GRACE`].
+/// The expiry itself is decided by the start time sealed inside the cookie.
+pub fn login_cookie_lifetime(login_timeout: Duration) -> Duration {
+    login_timeout.saturating_add(LOGIN_COOKIE_GRACE)
 }
 
 /// Derives the 64-byte cookie key from the session secret (HKDF-SHA256, bridge-specific salt

@@ -9,6 +9,7 @@ pub mod discourse;
 pub mod error;
 pub mod flow;
 pub mod http;
+pub mod i18n;
 pub mod login_writer;
 pub mod mapping;
 pub mod oidc;

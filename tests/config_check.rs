@@ -97,7 +97,15 @@ fn defaults_fill_every_optional_key() {
     let config = load_from_str(VALID, no_env()).unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
     assert!(config.server.trusted_proxies.is_empty());
-    assert_eq!(config.server.metrics_listen, None);
+    assert_eq!(
+        config
+            .server
+            .metrics_listen
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:9090"),
+        "metrics stay off the public listener unless asked"
+    );
     assert!(config.discourse.api_key.is_none());
     assert_eq!(config.oidc.scopes, ["openid", "email", "profile"]);
     assert!(config.oidc.auth_params.is_empty());

@@ -22,6 +22,8 @@
 //! resolved against the working directory.
 
 mod layers;
+pub mod mapping_file;
+mod pages;
 mod raw;
 mod validate;
 
@@ -41,6 +43,7 @@ use url::Url;
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 pub use layers::env_var_name;
+pub use pages::{MAX_FORUM_NAME_CHARS, PagesConfig};
 pub use validate::MAX_LOGIN_TIMEOUT;
 
 /// One thing wrong with a configuration: which key, and what is wrong with it.
@@ -79,6 +82,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    /// `[pages]`: the look and language of the pages people see.
+    pub pages: PagesConfig,
     pub mapping: MappingConfig,
     pub groups: GroupsConfig,
     pub access: AccessConfig,
@@ -112,7 +117,8 @@ pub struct ServerConfig {
     pub public_url: Url,
     /// Proxies whose `X-Forwarded-*` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Optional separate address for `/metrics`; `None` serves it on `listen`.
+    /// Where `/metrics` is served: its own address (default `127.0.0.1:9090`), or `None` when
+    /// `metrics_public = true` asks for the public `listen` address instead.
     pub metrics_listen: Option<SocketAddr>,
 }
 

@@ -13,7 +13,7 @@ use crate::config::UserinfoMode;
 use crate::discourse::connect::{Field, SsoRequest};
 use crate::error::AppError;
 use crate::flow::{self, LoginInFlight};
-use crate::http::found;
+use crate::http::{denial, found};
 use crate::mapping::Outcome;
 use crate::oidc::provider::{ProviderError, merge_claims};
 
@@ -46,7 +46,10 @@ pub async fn start(
 ) -> Result<Response, AppError> {
     let request = SsoRequest::verify(query.as_deref().unwrap_or(""), &state.connect_secret)?;
     if !is_forum_sso_login(&request.return_sso_url, &state.sso_login_url) {
-        return Err(AppError::ForeignReturnUrl);
+        return Err(AppError::ForeignReturnUrl {
+            expected: state.sso_login_url.to_string(),
+            received: request.return_sso_url.chars().take(300).collect(),
+        });
     }
     let provider = state.provider()?;
     let authorization = provider.authorization_request();
@@ -79,6 +82,7 @@ impl From<ProviderError> for AppError {
         match err {
             ProviderError::Unavailable(cause) => AppError::IdpUnavailable(cause),
             ProviderError::Invalid(cause) => AppError::IdpInvalid(cause),
+            ProviderError::CodeRejected(cause) => AppError::CodeRejected(cause),
         }
     }
 }
@@ -104,8 +108,13 @@ pub async fn callback(
         .state
         .as_deref()
         .ok_or(AppError::BadCallback("no state"))?;
-    let login = flow::take(&cookies, &state.cookie_key, returned_state)
-        .ok_or(AppError::UnknownLoginState)?;
+    let Some(login) = flow::take(&cookies, &state.cookie_key, returned_state) else {
+        // A reload of a denial page keeps its reason; anything else is an unknown login.
+        return Err(
+            denial::shown_again(&cookies, &state.cookie_key, returned_state)
+                .unwrap_or(AppError::UnknownLoginState),
+        );
+    };
     let timeout = state.config.session.login_timeout;
     let valid_until = login.created_at + i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
     if !state
@@ -115,7 +124,7 @@ pub async fn callback(
         return Err(AppError::UnknownLoginState);
     }
     if login.is_expired(now.timestamp(), timeout) {
-        return Err(AppError::LoginExpired);
+        return Err(AppError::LoginExpired { timeout });
     }
     if let Some(error) = params.error.as_deref() {
         return Err(AppError::IdpRefused {
@@ -163,13 +172,21 @@ pub async fn callback(
 
     let mapped = match mapper.map(&claims) {
         Outcome::Allowed(mapped) => mapped,
-        Outcome::Denied(denial) => {
+        Outcome::Denied(refusal) => {
             metrics::counter!("bridge_logins_denied_total").increment(1);
-            return Err(AppError::Denied {
-                rule: denial.rule,
-                message: denial.message,
-                contact: denial.contact,
-            });
+            let error = AppError::Denied {
+                rule: refusal.rule,
+                message: refusal.message,
+                contact: refusal.contact,
+            };
+            denial::remember(
+                &cookies,
+                &state.cookie_key,
+                &state.cookie_policy,
+                &login.state,
+                &error,
+            );
+            return Err(error);
         }
     };
     let mut payload = mapped.payload;

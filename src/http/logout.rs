@@ -168,21 +168,69 @@ pub async fn backchannel(
 
 /// Name of the cookie carrying the RP-initiated logout `state` to `/logged-out`.
 const LOGOUT_STATE_COOKIE: &str = "bridge_logout_state";
+/// Name of the cookie telling `/logged-out` to start a new login ("Use another account").
+const SWITCH_ACCOUNT_COOKIE: &str = "bridge_switch_account";
+/// "Use another account" on the access-denied page.
+pub const SWITCH_ACCOUNT_PATH: &str = "/switch-account";
 
-fn logged_out_page(state: &AppState, idp_logged_out: bool) -> Response {
+/// What the logged-out page says.
+#[derive(Debug, Clone, Copy)]
+enum LoggedOut {
+    /// The IdP confirmed the end of its session (our `state` came back).
+    Everywhere,
+    /// Only the forum (the IdP has no end-session endpoint).
+    ForumOnly,
+    /// A reload or a bookmark: nothing to confirm, nothing claimed beyond the forum.
+    Unconfirmed,
+    /// "Use another account" without an end-session endpoint: the person must log out at the
+    /// IdP themselves.
+    SwitchManually,
+}
+
+fn logged_out_page(state: &AppState, headers: &HeaderMap, what: LoggedOut) -> Response {
+    let message = match what {
+        LoggedOut::Everywhere => "logged-out-everywhere",
+        LoggedOut::ForumOnly => "logged-out-forum",
+        LoggedOut::Unconfirmed => "logged-out-unconfirmed",
+        LoggedOut::SwitchManually => "switch-account-manual",
+    };
+    let lang = state.pages.language(headers);
     state.pages.respond(
         "logged_out.html",
         StatusCode::OK,
-        minijinja::context! {
-            forum_url => state.config.discourse.url.as_str(),
-            idp_logged_out => idp_logged_out,
-        },
+        &lang,
+        minijinja::context! { message => message },
     )
 }
 
 /// `GET /logout` (Discourse's `logout_redirect`): forget the bridge session and, when the IdP
 /// supports it, send the browser to its `end_session_endpoint` with `id_token_hint`.
-pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Response, AppError> {
+pub async fn start(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    end_sessions(&state, &cookies, &headers, false).await
+}
+
+/// `GET /switch-account` ("Use another account" on the access-denied page): like `/logout`,
+/// and once the IdP has ended its session `/logged-out` starts a new login at the forum, so the
+/// IdP asks which account to use instead of logging the same one in silently again.
+pub async fn switch_account(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    end_sessions(&state, &cookies, &headers, true).await
+}
+
+async fn end_sessions(
+    state: &AppState,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    then_log_in: bool,
+) -> Result<Response, AppError> {
+    let cookies = cookies.clone();
     let now = chrono::Utc::now();
     let session = match flow::take_session_id(&cookies, &state.cookie_key) {
         Some(id) => {
@@ -203,7 +251,12 @@ pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Re
         .and_then(|p| p.end_session_endpoint().cloned());
     let Some(end_session) = end_session else {
         tracing::info!("logged out (no IdP end-session endpoint)");
-        return Ok(logged_out_page(&state, false));
+        let what = if then_log_in {
+            LoggedOut::SwitchManually
+        } else {
+            LoggedOut::ForumOnly
+        };
+        return Ok(logged_out_page(state, headers, what));
     };
     let post_logout = PostLogoutRedirectUrl::new(state.config.post_logout_url().to_string())
         .map_err(|e| AppError::Internal(format!("post-logout URL: {e}")))?;
@@ -225,6 +278,15 @@ pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Re
         LOGOUT_STATE_COOKIE,
         logout_state.secret(),
     );
+    if then_log_in {
+        flow::store_logout_state(
+            &cookies,
+            &state.cookie_key,
+            &state.cookie_policy,
+            SWITCH_ACCOUNT_COOKIE,
+            "1",
+        );
+    }
     tracing::info!(
         sub = session.as_ref().map_or("", |s| s.sub.as_str()),
         hint = session.is_some(),
@@ -239,21 +301,33 @@ pub struct LoggedOutParams {
     state: Option<String>,
 }
 
-/// `GET /logged-out`: check the `state` we sent, then confirm the logout.
+/// `GET /logged-out`: when the `state` we sent comes back, confirm the logout at the IdP (or,
+/// for "Use another account", start a new login at the forum). Without it (a reload, a
+/// bookmark, a forged link) the page still shows, claiming nothing about the IdP: there is
+/// nothing to refuse on a page that only informs.
 pub async fn finished(
     State(state): State<AppState>,
     cookies: Cookies,
+    headers: HeaderMap,
     Query(params): Query<LoggedOutParams>,
 ) -> Result<Response, AppError> {
     let expected = flow::take_logout_state(&cookies, &state.cookie_key, LOGOUT_STATE_COOKIE);
+    let switch = flow::take_logout_state(&cookies, &state.cookie_key, SWITCH_ACCOUNT_COOKIE);
     let matches = match (expected.as_deref(), params.state.as_deref()) {
         (Some(expected), Some(returned)) => flow::constant_time_eq(expected, returned),
         _ => false,
     };
     if !matches {
-        return Err(AppError::LogoutStateMismatch);
+        if params.state.is_some() {
+            tracing::info!("logout return without this browser's state: nothing confirmed");
+        }
+        return Ok(logged_out_page(&state, &headers, LoggedOut::Unconfirmed));
     }
-    Ok(logged_out_page(&state, true))
+    if switch.is_some() {
+        tracing::info!("identity provider session ended: starting a login with another account");
+        return found(&state.forum_login_url());
+    }
+    Ok(logged_out_page(&state, &headers, LoggedOut::Everywhere))
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use rand::Rng as _;
 use tracing::Instrument as _;
 
 use crate::app::AppState;
-use crate::error::ErrorPage;
+use crate::error::{ErrorPage, NextStep};
 use crate::http::client_ip::{self, ClientIp};
+use crate::http::logout::SWITCH_ACCOUNT_PATH;
 
 /// The request id of the current request, in request extensions.
 #[derive(Debug, Clone)]
@@ -85,7 +86,8 @@ pub async fn request_context(
     response
 }
 
-/// Turns an error into its page, then adds the security headers.
+/// Turns an error into its page (in the language `Accept-Language` asks for), then adds the
+/// security headers. A bare 405 from the router becomes the same page as every other error.
 pub async fn finish_response(
     State(state): State<AppState>,
     request: Request,
@@ -96,46 +98,66 @@ pub async fn finish_response(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    let lang = state.pages.language(request.headers());
     let mut response = next.run(request).await;
-    if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
-        response = error_page(&state, page, &request_id);
+    let page = match response.extensions_mut().remove::<ErrorPage>() {
+        Some(page) => Some(page),
+        None if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED => {
+            Some(crate::error::AppError::MethodNotAllowed.page())
+        }
+        None => None,
+    };
+    if let Some(page) = page {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = error_page(&state, page, &request_id, &lang);
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     add_security_headers(&state, &mut response);
     response
 }
 
 /// Renders the [`ErrorPage`] attached by `AppError` as HTML, logging the cause exactly once.
-fn error_page(state: &AppState, page: ErrorPage, request_id: &str) -> Response {
+fn error_page(state: &AppState, page: ErrorPage, request_id: &str, lang: &str) -> Response {
     if page.status.is_server_error() {
-        tracing::error!(reason = page.reason, cause = %page.cause, "request failed");
+        tracing::error!(reason = page.reason_code, cause = %page.cause, "request failed");
     } else {
-        tracing::warn!(reason = page.reason, cause = %page.cause, "request refused");
+        tracing::warn!(reason = page.reason_code, cause = %page.cause, "request refused");
     }
-    metrics::counter!("bridge_request_errors_total", "reason" => page.reason).increment(1);
+    metrics::counter!("bridge_request_errors_total", "reason" => page.reason_code).increment(1);
+    let login_url = state.forum_login_url();
     let context = minijinja::context! {
-        title => page.title,
-        message => page.message,
+        kind => page.kind,
+        reason => page.reason,
         contact => page.contact,
+        minutes => page.minutes,
+        retry_after => page.retry_after,
         status => page.status.as_u16(),
         request_id => request_id,
-        forum_login_url => state.forum_login_url(),
+        try_again_url => (page.next == NextStep::TryAgain).then_some(login_url.as_str()),
+        log_in_again_url => (page.next == NextStep::LogInAgain).then_some(login_url.as_str()),
+        switch_account_url => (page.next == NextStep::SwitchAccount).then_some(SWITCH_ACCOUNT_PATH),
     };
-    let body = match state.pages.render("error.html", context) {
+    let body = match state.pages.render("error.html", lang, context) {
         Ok(html) => Html(html).into_response().into_body(),
         Err(e) => {
             tracing::error!(error = %e, "error page template failed");
-            Body::from(format!("{} (request id {request_id})\n", page.title))
+            Body::from(format!("{} (request id {request_id})\n", page.status))
         }
     };
     let mut rendered = Response::new(body);
     *rendered.status_mut() = page.status;
-    rendered.headers_mut().insert(
+    let headers = rendered.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    rendered
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
+    if let Some(seconds) = page.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     rendered
 }
 

@@ -3,6 +3,7 @@
 //! stay thin: extract, call the protocol core, map the result.
 
 pub mod client_ip;
+mod denial;
 pub mod login;
 pub mod logout;
 pub mod middleware;
@@ -25,6 +26,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
+use crate::error::AppError;
 
 /// Builds the bridge's router with every layer applied.
 pub fn router(state: AppState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         limits.backchannel_per_minute,
     );
     let mut router = Router::new();
+    // `/metrics` is on the public listener only when `metrics_public` asks for it.
     if state.config.server.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics));
     }
@@ -50,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(backchannel_routes)
         .route("/logout", get(logout::start))
         .route("/logged-out", get(logout::finished))
+        .route(logout::SWITCH_ACCOUNT_PATH, get(logout::switch_account))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -87,7 +91,9 @@ impl KeyExtractor for ClientIpKey {
 }
 
 /// Limits `routes` to `per_minute` requests per client, refilled evenly, with a minute's burst.
-/// Over the limit the client gets 429 with `Retry-After`.
+/// Over the limit the client gets the 429 error page with a `Retry-After` it can rely on: the
+/// limiter's wait rounded up to whole seconds (its own header rounds down, to 0 for waits
+/// under a second).
 fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
     let per_minute = per_minute.max(1);
     let period =
@@ -110,7 +116,15 @@ fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
             }
         });
     }
-    routes.route_layer(GovernorLayer::new(config))
+    routes.route_layer(GovernorLayer::new(config).error_handler(|error| {
+        match error {
+            GovernorError::TooManyRequests { wait_time, .. } => AppError::RateLimited {
+                retry_after: wait_time.saturating_add(1),
+            }
+            .into_response(),
+            other => AppError::Internal(format!("rate limiter: {other}")).into_response(),
+        }
+    }))
 }
 
 /// A 302 that no cache keeps (the target URL holds one-time values).
@@ -156,7 +170,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
 }
 
@@ -175,6 +189,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found\n").into_response()
+/// Every unknown path (including `/`): the styled 404 page.
+async fn not_found() -> AppError {
+    AppError::NotFound
 }

@@ -55,6 +55,11 @@ pub enum ProviderError {
     /// The IdP answered with something unacceptable.
     #[error("identity provider answer rejected: {0}")]
     Invalid(String),
+    /// The token endpoint refused the authorization code with `invalid_grant` (RFC 6749 §5.2:
+    /// expired, already used, or not issued for this client and redirect): a property of this
+    /// login, not an outage.
+    #[error("identity provider refused the code: {0}")]
+    CodeRejected(String),
 }
 
 /// The result of a completed code exchange.
@@ -236,6 +241,17 @@ impl Provider {
             .await;
         observe("token", started);
         let response: CoreTokenResponse = response.map_err(|e| match &e {
+            openidconnect::RequestTokenError::ServerResponse(resp)
+                if *resp.error() == openidconnect::core::CoreErrorResponseType::InvalidGrant =>
+            {
+                ProviderError::CodeRejected(format!(
+                    "token endpoint answered {}{}",
+                    resp.error(),
+                    resp.error_description()
+                        .map(|d| format!(": {}", d.chars().take(200).collect::<String>()))
+                        .unwrap_or_default()
+                ))
+            }
             openidconnect::RequestTokenError::ServerResponse(resp) => {
                 ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
             }

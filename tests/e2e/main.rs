@@ -9,4 +9,5 @@ mod login;
 mod logout;
 mod mapping;
 mod ops;
+mod pages;
 mod support;
