@@ -108,10 +108,17 @@ pub async fn finish_response(
         None => None,
     };
     if let Some(page) = page {
-        let allow = response.headers().get(header::ALLOW).cloned();
+        // The page replaces the response, but not what it says to the browser: the cookies
+        // the handler set or removed (a spent login, a kept denial) and `Allow` for 405.
+        let kept: Vec<(header::HeaderName, HeaderValue)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| **name == header::SET_COOKIE || **name == header::ALLOW)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         response = error_page(&state, page, &request_id, &lang);
-        if let Some(allow) = allow {
-            response.headers_mut().insert(header::ALLOW, allow);
+        for (name, value) in kept {
+            response.headers_mut().append(name, value);
         }
     }
     add_security_headers(&state, &mut response);

@@ -138,24 +138,24 @@ impl Chromium {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    async fn try_call(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
         let url = format!("{}{path}", self.endpoint);
         let request = match method {
             "GET" => self.client.get(&url),
             "DELETE" => self.client.delete(&url),
             _ => self.client.post(&url).json(&body),
         };
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let response = request.send().await.map_err(|e| e.to_string())?;
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if let Some(error) = value["value"]["error"].as_str() {
-            panic!(
-                "WebDriver {method} {path}: {error}: {}",
-                value["value"]["message"]
-            );
+            return Err(format!("{error}: {}", value["value"]["message"]));
         }
-        value["value"].clone()
+        Ok(value["value"].clone())
     }
 
     /// Sets the viewport size (CSS pixels).
@@ -261,9 +261,37 @@ impl Chromium {
             .unwrap_or_else(|| panic!("no link {text:?} on {url}: {links:?}"))
     }
 
-    /// Clicks the first element matching the CSS `selector` and waits for a navigation it
-    /// starts.
+    /// Marks the current document, so that [`Self::wait_for_new_page`] sees it replaced.
+    async fn mark_page(&self) {
+        self.execute("window.__bridgeTestMark = true; return true;", json!([]))
+            .await;
+    }
+
+    /// Waits (polling, up to 30 s) until the marked document has been replaced by a new one
+    /// that finished loading, i.e. until a navigation and its redirects are over.
+    async fn wait_for_new_page(&self) {
+        let probe = json!({
+            "script": "return window.__bridgeTestMark === undefined && \
+                       document.readyState === 'complete';",
+            "args": [],
+        });
+        for _ in 0..600 {
+            if let Ok(Value::Bool(true)) =
+                self.try_call("POST", "/execute/sync", probe.clone()).await
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no new page loaded after 30 s (still at {})",
+            self.url().await
+        );
+    }
+
+    /// Clicks the first element matching the CSS `selector` and waits for the page it leads to.
     pub async fn click(&self, selector: &str) {
+        self.mark_page().await;
         let found = self
             .call(
                 "POST",
@@ -274,6 +302,15 @@ impl Chromium {
         let id = element_id(&found);
         self.call("POST", &format!("/element/{id}/click"), json!({}))
             .await;
+        self.wait_for_new_page().await;
+    }
+
+    /// Presses `key` (e.g. [`ENTER`] on a form field or link) and waits for the page it leads
+    /// to.
+    pub async fn press_to_navigate(&self, key: &str) {
+        self.mark_page().await;
+        self.press(key).await;
+        self.wait_for_new_page().await;
     }
 
     /// Presses and releases `key` (a WebDriver key code such as [`TAB`] or [`ENTER`], or a
@@ -359,10 +396,10 @@ impl Chromium {
                 json!({"script": script, "args": []}),
             )
             .await;
-        value
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let Some(violations) = value.as_array() else {
+            panic!("axe did not report: {value}");
+        };
+        violations
             .iter()
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .collect()
