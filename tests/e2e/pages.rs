@@ -667,3 +667,129 @@ async fn in_chromium_a_denial_in_german_carries_the_forums_name_and_logo() {
     browser.assert_accessible().await;
     shoot(&browser, "denied-de-branded").await;
 }
+
+/// Waits until the demo's bridge has loaded the demo IdP's configuration.
+async fn demo_ready(urls: &discourse_oidc_bridge::demo::DemoUrls) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{}/readyz", urls.bridge)).send().await
+            && r.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the demo's bridge never became ready");
+}
+
+#[tokio::test]
+async fn in_chromium_the_demo_works_by_keyboard_and_fits_a_phone() {
+    use discourse_oidc_bridge::demo::{Demo, DemoAddresses};
+    let Some(browser) = Chromium::start(
+        "pages::in_chromium_the_demo_works_by_keyboard_and_fits_a_phone",
+        "en-US,en",
+    )
+    .await
+    else {
+        return;
+    };
+    let demo = Demo::start(DemoAddresses::loopback_any_port(), None)
+        .await
+        .unwrap();
+    let urls = demo.urls().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(demo.run_until(async {
+        let _ = stopped.await;
+    }));
+    demo_ready(&urls).await;
+    let forum = format!("{}/", urls.forum.trim_end_matches('/'));
+
+    // The front page, then the login by keyboard alone: Tab to "Log in", Enter, Tab to a user.
+    browser.goto(&forum).await;
+    browser.assert_accessible().await;
+    shoot(&browser, "demo-forum-home").await;
+    browser.tab_to("Log in").await;
+    browser.press_to_navigate(ENTER).await;
+    assert!(browser.url().await.starts_with(&urls.idp));
+    browser.assert_accessible().await;
+    shoot(&browser, "demo-idp-login").await;
+    browser.tab_to("Alice").await;
+    browser.press_to_navigate(ENTER).await;
+    assert_eq!(browser.url().await, forum);
+    let text = browser.text().await;
+    assert!(text.contains("Logged in as alice"), "{text}");
+    assert!(
+        text.contains("email verified by the identity provider"),
+        "{text}"
+    );
+    browser.assert_accessible().await;
+    shoot(&browser, "demo-forum-logged-in").await;
+
+    // On a phone the page, its table included, fits the screen.
+    browser.resize(chromium::PHONE).await;
+    let overflowing = browser.overflowing().await;
+    assert!(
+        overflowing.is_empty(),
+        "the demo overflows a phone: {overflowing:?}"
+    );
+    browser
+        .execute(
+            "document.querySelector('table').scrollIntoView(); return 1;",
+            serde_json::json!([]),
+        )
+        .await;
+    shoot(&browser, "demo-forum-logged-in-phone").await;
+    browser.resize(chromium::DESKTOP).await;
+
+    // "Log out" goes through the bridge's /logout and the IdP, and lands on the bridge's page.
+    browser.click("a[href='/session/logout']").await;
+    assert!(
+        browser
+            .url()
+            .await
+            .starts_with(&format!("{}/logged-out", urls.bridge))
+    );
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("and of your identity provider")
+    );
+    assert_eq!(browser.link("Back to the forum").await, forum);
+    browser.assert_accessible().await;
+    shoot(&browser, "bridge-logged-out").await;
+    browser.reload().await;
+    assert!(browser.title().await.starts_with("You are logged out"));
+
+    // Carol's unverified email is refused; the page leads home or to another account.
+    browser.goto(&format!("{forum}session/sso")).await;
+    browser.click("button[value=carol]").await;
+    assert!(browser.title().await.starts_with("Access denied"));
+    assert_eq!(browser.link("Back to the forum").await, forum);
+    browser.assert_accessible().await;
+    shoot(&browser, "bridge-denied").await;
+    browser.resize(chromium::PHONE).await;
+    assert!(!browser.overflows_horizontally().await);
+    shoot(&browser, "bridge-denied-phone").await;
+    browser.resize(chromium::DESKTOP).await;
+    browser.click("a[href='/switch-account']").await;
+    assert!(
+        browser.url().await.starts_with(&urls.idp),
+        "a new login at the IdP: {}",
+        browser.url().await
+    );
+
+    // Cancelling at the IdP.
+    browser.click("button[name=cancel]").await;
+    assert!(browser.title().await.starts_with("Login cancelled"));
+    browser.assert_accessible().await;
+    shoot(&browser, "bridge-cancelled").await;
+
+    // The bridge's 404.
+    browser.goto(&format!("{}/", urls.bridge)).await;
+    assert!(browser.title().await.starts_with("Page not found"));
+    shoot(&browser, "bridge-not-found").await;
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -337,9 +337,11 @@ impl Chromium {
     /// A description of the focused element: its tag, then its name, value or text.
     pub async fn focused(&self) -> String {
         self.execute(
-            "const e = document.activeElement; if (!e) return '';\
+            "const e = document.activeElement;\
+             if (!e || e === document.body) return 'body';\
+             const text = e.tagName === 'INPUT' ? e.value : e.innerText;\
              return e.tagName.toLowerCase() + ' ' + (e.getAttribute('name') || '') + ' ' + \
-             (e.value || e.innerText || '').trim();",
+             (text || '').trim();",
             json!([]),
         )
         .await
@@ -368,14 +370,32 @@ impl Chromium {
 
     /// Whether the page is wider than the viewport (content would need sideways scrolling).
     pub async fn overflows_horizontally(&self) -> bool {
-        self.execute(
-            "return document.documentElement.scrollWidth > \
-             document.documentElement.clientWidth + 1;",
-            json!([]),
-        )
-        .await
-        .as_bool()
-        .unwrap_or(true)
+        !self.overflowing().await.is_empty()
+    }
+
+    /// The elements sticking out of the viewport on the right, when the page scrolls sideways.
+    pub async fn overflowing(&self) -> Vec<String> {
+        let value = self
+            .execute(
+                "const w = document.documentElement.clientWidth;\
+                 if (document.documentElement.scrollWidth <= w + 1) return [];\
+                 const out = ['viewport ' + w + ', page ' + document.documentElement.scrollWidth];\
+                 for (const e of document.querySelectorAll('body *')) {\
+                   const r = e.getBoundingClientRect();\
+                   if (r.right > w + 1) out.push(e.tagName.toLowerCase() + '.' + e.className +\
+                     ' right=' + Math.round(r.right));\
+                 }\
+                 return out;",
+                json!([]),
+            )
+            .await;
+        value
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Runs axe-core (WCAG 2.0/2.1/2.2 A and AA rules and best practices) on the current page
