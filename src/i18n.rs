@@ -170,7 +170,7 @@ impl Localizer {
             })
             .collect();
         // A stable sort keeps the header's order among equal qualities.
-        ranges.sort_by(|a, b| b.1.cmp(&a.1));
+        ranges.sort_by_key(|range| std::cmp::Reverse(range.1));
         for (tag, _) in ranges {
             if tag == "*" {
                 return &self.default;
