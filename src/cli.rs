@@ -29,6 +29,7 @@ pub enum Command {
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
     /// With --config, only that file's [mapping], [groups] and [access] sections are used.
+    #[cfg(feature = "demo")]
     Demo {
         /// Port of the demo forum page (the bridge and the IdP take the next two).
         #[arg(long, default_value_t = 8400)]
@@ -87,6 +88,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check => check(cli.config),
         Command::Serve => with_runtime(serve(cli.config)),
+        #[cfg(feature = "demo")]
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
         Command::Healthcheck { url } => with_runtime(healthcheck(cli.config, url)),
         Command::Explain { claims, json } => explain(cli.config, &claims, json),
@@ -116,22 +118,26 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         return check_mapping_only(path.as_deref(), sections);
     }
     // The pages are compiled and rendered in every language, as `serve` does at start.
-    let result = config::load(path.as_deref()).and_then(|config| {
-        match crate::pages::Pages::from_config(&config.pages, config.discourse.url.as_str()) {
-            Ok(_) => Ok(config),
-            Err(problems) => Err(config::ConfigErrors(
-                problems
-                    .into_iter()
-                    .map(|problem| match problem.split_once(": ") {
-                        Some((key, message)) if key.starts_with("pages.") => {
-                            config::ConfigProblem::new(key, message)
-                        }
-                        _ => config::ConfigProblem::new("pages", problem),
-                    })
-                    .collect(),
-            )),
-        }
-    });
+    let result =
+        config::load(path.as_deref()).and_then(
+            |config| match crate::http::pages::Pages::from_config(
+                &config.pages,
+                config.discourse.url.as_str(),
+            ) {
+                Ok(_) => Ok(config),
+                Err(problems) => Err(config::ConfigErrors(
+                    problems
+                        .into_iter()
+                        .map(|problem| match problem.split_once(": ") {
+                            Some((key, message)) if key.starts_with("pages.") => {
+                                config::ConfigProblem::new(key, message)
+                            }
+                            _ => config::ConfigProblem::new("pages", problem),
+                        })
+                        .collect(),
+                )),
+            },
+        );
     let (report, ok) = config::check_report(&result);
     write_out(&report);
     if !report.ends_with('\n') {
@@ -180,21 +186,25 @@ fn check_mapping_only(
 }
 
 /// The mapping rules of `path`: from a mapping-only file, or from the full configuration.
-fn load_mapper(path: Option<&std::path::Path>) -> Result<crate::mapping::Mapper, ExitCode> {
+fn load_mapper(
+    path: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<crate::mapping::Mapper>, ExitCode> {
     match path.and_then(config::mapping_file::read_mapping_only) {
         Some(Ok((mapping, groups, access))) => {
-            crate::mapping::Mapper::compile(&mapping, &groups, &access).map_err(|problems| {
-                for problem in problems {
-                    write_err(&format!("error: {problem}\n"));
-                }
-                ExitCode::from(2)
-            })
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map(std::sync::Arc::new)
+                .map_err(|problems| {
+                    for problem in problems {
+                        write_err(&format!("error: {problem}\n"));
+                    }
+                    ExitCode::from(2)
+                })
         }
         Some(Err(problems)) => {
             write_err(&format!("invalid mapping:\n{problems}\n"));
             Err(ExitCode::from(2))
         }
-        None => compile_mapper(&load_or_report(path)?),
+        None => Ok(load_or_report(path)?.mapper),
     }
 }
 
@@ -229,17 +239,6 @@ fn read_claims(
     }
 }
 
-fn compile_mapper(config: &config::Config) -> Result<crate::mapping::Mapper, ExitCode> {
-    crate::mapping::Mapper::compile(&config.mapping, &config.groups, &config.access).map_err(
-        |problems| {
-            for problem in problems {
-                write_err(&format!("error: {problem}\n"));
-            }
-            ExitCode::from(2)
-        },
-    )
-}
-
 fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let mapper = load_mapper(path.as_deref())?;
@@ -257,7 +256,7 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
         } else {
             write_out(&crate::mapping::explain::render_text(&outcome));
         }
-        Ok(if outcome.is_allowed() {
+        Ok(if outcome.is_ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(3)
@@ -346,11 +345,10 @@ async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let api = admin_api(&config)?;
-        let mapper = compile_mapper(&config)?;
         let claims = read_claims(claims)?;
-        let payload = match mapper.map(&claims) {
-            crate::mapping::Outcome::Allowed(mapped) => mapped.payload,
-            denied @ crate::mapping::Outcome::Denied(_) => {
+        let payload = match config.mapper.map(&claims) {
+            Ok(mapped) => mapped.payload,
+            denied @ Err(_) => {
                 write_out(&crate::mapping::explain::render_text(&denied));
                 return Ok(ExitCode::from(3));
             }

@@ -1,21 +1,28 @@
-//! The one error type of the request path and its single conversion into a response.
+//! The one error type of the browser-facing request path ([`AppError`]) and its single
+//! conversion into a response.
 //!
 //! Handlers return [`AppError`]. Its `IntoResponse` sets the status and attaches an
-//! [`ErrorPage`] extension; the `error_pages` middleware (in `http`) then logs the cause once,
-//! with the request id, and renders `templates/error.html`. Keeping the rendering in the
-//! middleware gives it the request id and the templates without threading them through every
-//! handler, and keeps the cause (which may name internal details) out of the page.
+//! [`ErrorPage`] extension; `http::middleware::finish_response` then logs the cause once, with
+//! the request id, and renders `templates/error.html`. Keeping the rendering in the middleware
+//! gives it the request id and the templates without threading them through every handler, and
+//! keeps the cause (which may name internal details) out of the page. [`AppError::describe`] is
+//! the one place that says, per error, the status, the reason, the page's messages (by id, in
+//! `locales/*.ftl`) and the next step it offers.
+
+use std::fmt;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::discourse::connect::ConnectError;
+use crate::mapping::Denial;
+use crate::oidc::provider::{BoxError, ProviderError};
 
 /// Everything that can go wrong while handling a browser request.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Discourse's signed request is malformed or its signature does not match.
-    #[error("DiscourseConnect request rejected: {0}")]
+    #[error("DiscourseConnect request rejected")]
     Connect(#[from] ConnectError),
     /// The signed `return_sso_url` points somewhere other than the configured forum: the
     /// forum's and the bridge's idea of the forum's address differ (`discourse.url`).
@@ -33,25 +40,17 @@ pub enum AppError {
     /// The IdP answered the authorization request with an error (e.g. `access_denied`).
     #[error("identity provider returned error `{code}`")]
     IdpRefused { code: String },
-    /// The IdP's token endpoint refused the code (`invalid_grant`: expired, already used or
-    /// issued for another client, RFC 6749 §5.2): this login cannot finish, a new one can.
-    #[error("identity provider refused the authorization code: {0}")]
-    CodeRejected(String),
+    /// The authorization response names another issuer than the discovered one (RFC 9207).
+    #[error("authorization response names another issuer")]
+    IssuerMismatch,
     /// The mapping or access policy refused this user.
-    #[error("denied by {rule}")]
-    Denied {
-        rule: String,
-        message: String,
-        contact: Option<String>,
-    },
-    /// The IdP could not be reached or timed out.
-    #[error("identity provider unreachable: {0}")]
-    IdpUnavailable(String),
-    /// The IdP answered, but with something the bridge must not accept (bad token, bad JSON).
-    #[error("identity provider answered with an invalid response: {0}")]
-    IdpInvalid(String),
+    #[error("denied by {}", .0.rule)]
+    Denied(Denial),
+    /// The IdP could not be reached, or answered with something the bridge must not accept.
+    #[error(transparent)]
+    Idp(#[from] ProviderError),
     /// Discovery has not succeeded yet.
-    #[error("the identity provider's configuration has not been loaded yet")]
+    #[error("identity provider discovery has not succeeded yet")]
     NotReady,
     /// No route for this path.
     #[error("no page at this path")]
@@ -63,8 +62,18 @@ pub enum AppError {
     #[error("rate limit exceeded")]
     RateLimited { retry_after: u64 },
     /// A bug or an environment failure on our side.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl From<Denial> for AppError {
+    fn from(denial: Denial) -> Self {
+        AppError::Denied(denial)
+    }
 }
 
 /// What a person may do next from an error page, besides going back to the forum's home page
@@ -88,7 +97,7 @@ pub struct ErrorPage {
     /// The page's message stem in `locales/*.ftl` (`<kind>-title`, `<kind>-message`).
     pub kind: &'static str,
     /// The mapping's refusal reason (configured text, shown as is), for denials.
-    pub reason: Option<String>,
+    pub refusal: Option<String>,
     /// Whom to ask, when the operator configured it.
     pub contact: Option<String>,
     /// Minutes a login may take, for the "took too long" page.
@@ -98,93 +107,118 @@ pub struct ErrorPage {
     /// The next step the page offers.
     pub next: NextStep,
     /// Machine-readable reason, used in logs and metrics.
-    pub reason_code: &'static str,
-    /// The full cause, for the log line only.
+    pub reason: &'static str,
+    /// The full cause with its sources, for the log line only.
     pub cause: String,
 }
 
 impl AppError {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Connect(e) if e.is_bad_signature() => StatusCode::FORBIDDEN,
-            AppError::Connect(_)
-            | AppError::ForeignReturnUrl { .. }
-            | AppError::UnknownLoginState
-            | AppError::LoginExpired { .. }
-            | AppError::BadCallback(_)
-            | AppError::CodeRejected(_) => StatusCode::BAD_REQUEST,
-            AppError::IdpRefused { .. } | AppError::Denied { .. } => StatusCode::FORBIDDEN,
-            AppError::IdpUnavailable(_) | AppError::IdpInvalid(_) => StatusCode::BAD_GATEWAY,
-            AppError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    /// An internal error with what failed and, when there is one, why.
+    pub fn internal(what: &'static str, source: impl Into<Option<BoxError>>) -> Self {
+        AppError::Internal {
+            what,
+            source: source.into(),
         }
     }
 
-    /// A stable, low-cardinality reason for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AppError::Connect(e) if e.is_bad_signature() => "bad_signature",
-            AppError::Connect(_) => "malformed_request",
-            AppError::ForeignReturnUrl { .. } => "foreign_return_url",
-            AppError::UnknownLoginState => "unknown_state",
-            AppError::LoginExpired { .. } => "login_expired",
-            AppError::BadCallback(_) => "malformed_callback",
-            AppError::IdpRefused { .. } => "idp_refused",
-            AppError::CodeRejected(_) => "code_rejected",
-            AppError::Denied { .. } => "denied",
-            AppError::IdpUnavailable(_) => "idp_unavailable",
-            AppError::IdpInvalid(_) => "idp_invalid",
-            AppError::NotReady => "not_ready",
-            AppError::NotFound => "not_found",
-            AppError::MethodNotAllowed => "method_not_allowed",
-            AppError::RateLimited { .. } => "rate_limited",
-            AppError::Internal(_) => "internal",
-        }
-    }
-
-    /// The page's message stem and next step.
-    fn kind(&self) -> (&'static str, NextStep) {
-        match self {
-            AppError::Connect(e) if e.is_bad_signature() => ("bad-signature", NextStep::BackOnly),
-            AppError::Connect(_) => ("bad-request", NextStep::BackOnly),
-            AppError::ForeignReturnUrl { .. } => ("forum-mismatch", NextStep::BackOnly),
-            AppError::UnknownLoginState => ("login-unknown", NextStep::LogInAgain),
-            AppError::LoginExpired { .. } => ("login-expired", NextStep::LogInAgain),
-            AppError::BadCallback(_) => ("bad-callback", NextStep::LogInAgain),
-            AppError::CodeRejected(_) => ("login-rejected", NextStep::LogInAgain),
+    /// The HTTP status, the stable low-cardinality reason (for logs and metrics), the page's
+    /// message stem and its next step, all from one match.
+    pub fn describe(&self) -> ErrorPage {
+        use NextStep as N;
+        use StatusCode as S;
+        let (status, reason, kind, next) = match self {
+            AppError::Connect(e) if e.is_bad_signature() => {
+                (S::FORBIDDEN, "bad_signature", "bad-signature", N::BackOnly)
+            }
+            AppError::Connect(_) => (
+                S::BAD_REQUEST,
+                "malformed_request",
+                "bad-request",
+                N::BackOnly,
+            ),
+            AppError::ForeignReturnUrl { .. } => (
+                S::BAD_REQUEST,
+                "foreign_return_url",
+                "forum-mismatch",
+                N::BackOnly,
+            ),
+            AppError::UnknownLoginState => (
+                S::BAD_REQUEST,
+                "unknown_state",
+                "login-unknown",
+                N::LogInAgain,
+            ),
+            AppError::LoginExpired { .. } => (
+                S::BAD_REQUEST,
+                "login_expired",
+                "login-expired",
+                N::LogInAgain,
+            ),
+            AppError::BadCallback(_) => (
+                S::BAD_REQUEST,
+                "malformed_callback",
+                "bad-callback",
+                N::LogInAgain,
+            ),
             AppError::IdpRefused { code } if code == "access_denied" => {
-                ("login-cancelled", NextStep::BackOnly)
+                (S::FORBIDDEN, "idp_refused", "login-cancelled", N::BackOnly)
             }
-            AppError::IdpRefused { .. } => ("login-refused", NextStep::BackOnly),
-            AppError::Denied { .. } => ("denied", NextStep::SwitchAccount),
-            AppError::IdpUnavailable(_) | AppError::IdpInvalid(_) => {
-                ("idp-unavailable", NextStep::TryAgain)
+            AppError::IdpRefused { .. } => {
+                (S::FORBIDDEN, "idp_refused", "login-refused", N::BackOnly)
             }
-            AppError::NotReady => ("not-ready", NextStep::TryAgain),
-            AppError::NotFound => ("not-found", NextStep::BackOnly),
-            AppError::MethodNotAllowed => ("method-not-allowed", NextStep::BackOnly),
-            AppError::RateLimited { .. } => ("rate-limited", NextStep::BackOnly),
-            AppError::Internal(_) => ("internal", NextStep::TryAgain),
-        }
-    }
-
-    /// What the error page shows for this error.
-    pub fn page(&self) -> ErrorPage {
-        let (kind, next) = self.kind();
-        let (reason, contact) = match self {
-            AppError::Denied {
-                message, contact, ..
-            } => (Some(message.clone()), contact.clone()),
+            AppError::Denied(_) => (S::FORBIDDEN, "denied", "denied", N::SwitchAccount),
+            AppError::Idp(ProviderError::CodeRejected { .. }) => (
+                S::BAD_REQUEST,
+                "code_rejected",
+                "login-rejected",
+                N::LogInAgain,
+            ),
+            AppError::Idp(e) if e.is_unavailable() => (
+                S::BAD_GATEWAY,
+                "idp_unavailable",
+                "idp-unavailable",
+                N::TryAgain,
+            ),
+            AppError::Idp(_) | AppError::IssuerMismatch => (
+                S::BAD_GATEWAY,
+                "idp_invalid",
+                "idp-unavailable",
+                N::TryAgain,
+            ),
+            AppError::NotReady => (
+                S::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "not-ready",
+                N::TryAgain,
+            ),
+            AppError::NotFound => (S::NOT_FOUND, "not_found", "not-found", N::BackOnly),
+            AppError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method-not-allowed",
+                N::BackOnly,
+            ),
+            AppError::RateLimited { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate-limited",
+                N::BackOnly,
+            ),
+            AppError::Internal { .. } => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal",
+                N::TryAgain,
+            ),
+        };
+        let (refusal, contact) = match self {
+            AppError::Denied(denial) => (Some(denial.message.clone()), denial.contact.clone()),
             _ => (None, None),
         };
         ErrorPage {
-            status: self.status(),
+            status,
             kind,
-            reason,
+            refusal,
             contact,
             minutes: match self {
                 AppError::LoginExpired { timeout } => Some(timeout.as_secs().div_ceil(60).max(1)),
@@ -195,18 +229,45 @@ impl AppError {
                 _ => None,
             },
             next,
-            reason_code: self.reason(),
-            cause: self.to_string(),
+            reason,
+            cause: Chain(self).to_string(),
         }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.describe().status
+    }
+
+    /// A stable, low-cardinality reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        self.describe().reason
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let page = self.page();
+        let page = self.describe();
         let mut response = page.status.into_response();
         response.extensions_mut().insert(page);
         response
+    }
+}
+
+/// Displays an error followed by each of its sources, `error: source: source ...`, for one log
+/// field (the `tracing` formatter shows only the error's own message).
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -215,9 +276,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cause_names_every_source_and_the_page_none() {
+        let error = AppError::Idp(ProviderError::Unavailable {
+            during: "token endpoint",
+            source: "connection refused".into(),
+        });
+        let page = error.describe();
+        assert_eq!(page.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(page.reason, "idp_unavailable");
+        assert!(
+            page.cause.ends_with(": connection refused"),
+            "{}",
+            page.cause
+        );
+        assert_eq!(page.kind, "idp-unavailable");
+        assert_eq!(page.next, NextStep::TryAgain);
+    }
+
+    #[test]
     fn every_page_kind_has_messages_in_every_bundled_language() {
         let localizer = crate::i18n::Localizer::bundled().unwrap();
-        for kind in crate::pages::ERROR_KINDS {
+        for kind in crate::http::pages::ERROR_KINDS {
             for language in ["en", "de", "es", "fr"] {
                 for suffix in ["-title", "-message"] {
                     let id = format!("{kind}{suffix}");
@@ -230,6 +309,13 @@ mod tests {
     #[test]
     fn only_temporary_failures_offer_try_again_and_only_denials_switch_accounts() {
         use std::time::Duration;
+        let denial = Denial {
+            rule: "access.allowed_groups".into(),
+            message: "no".into(),
+            contact: None,
+            trace: Vec::new(),
+            dropped_groups: Vec::new(),
+        };
         let cases = [
             (AppError::UnknownLoginState, 400, NextStep::LogInAgain),
             (
@@ -240,7 +326,9 @@ mod tests {
                 NextStep::LogInAgain,
             ),
             (
-                AppError::CodeRejected("invalid_grant".into()),
+                AppError::Idp(ProviderError::CodeRejected {
+                    source: "invalid_grant".into(),
+                }),
                 400,
                 NextStep::LogInAgain,
             ),
@@ -251,15 +339,7 @@ mod tests {
                 403,
                 NextStep::BackOnly,
             ),
-            (
-                AppError::Denied {
-                    rule: "access.allowed_groups".into(),
-                    message: "no".into(),
-                    contact: None,
-                },
-                403,
-                NextStep::SwitchAccount,
-            ),
+            (AppError::Denied(denial), 403, NextStep::SwitchAccount),
             (
                 AppError::ForeignReturnUrl {
                     expected: "https://a/session/sso_login".into(),
@@ -268,11 +348,6 @@ mod tests {
                 400,
                 NextStep::BackOnly,
             ),
-            (
-                AppError::IdpUnavailable("timeout".into()),
-                502,
-                NextStep::TryAgain,
-            ),
             (AppError::NotFound, 404, NextStep::BackOnly),
             (AppError::MethodNotAllowed, 405, NextStep::BackOnly),
             (
@@ -280,16 +355,29 @@ mod tests {
                 429,
                 NextStep::BackOnly,
             ),
+            (AppError::NotReady, 503, NextStep::TryAgain),
         ];
         for (error, status, next) in cases {
-            let page = error.page();
+            let page = error.describe();
             assert_eq!(page.status.as_u16(), status, "{error}");
             assert_eq!(page.next, next, "{error}");
         }
         let page = AppError::LoginExpired {
             timeout: Duration::from_secs(20),
         }
-        .page();
+        .describe();
         assert_eq!(page.minutes, Some(1));
+    }
+
+    #[test]
+    fn a_bad_signature_is_403_and_other_connect_errors_400() {
+        assert_eq!(
+            AppError::Connect(ConnectError::SignatureMismatch).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            AppError::Connect(ConnectError::MissingSso).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -1,15 +1,13 @@
 //! `[pages]`: the look and language of the pages people see (the forum's name, logo and accent
 //! colour, replacement templates, extra message files, the default language). Values are checked
 //! here so that none can break the pages' Content-Security-Policy or inject markup; the
-//! templates and message files themselves are compiled and rendered by [`crate::pages::Pages`]
+//! templates and message files themselves are compiled and rendered by [`crate::http::pages::Pages`]
 //! at start-up and by `check`.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use url::Url;
-
-use crate::pages::Rgb;
 
 /// Longest accepted `forum_name`, in characters.
 pub const MAX_FORUM_NAME_CHARS: usize = 80;
@@ -156,6 +154,64 @@ pub(crate) fn validate(raw: RawPages) -> Result<PagesConfig, Vec<(String, String
         })
     } else {
         Err(problems)
+    }
+}
+
+/// A colour, parsed from `#rgb` or `#rrggbb` only, so that it can go into a `<style>` element
+/// without any way to end the declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb(pub u8, pub u8, pub u8);
+
+impl Rgb {
+    /// Parses `#rgb` or `#rrggbb` (hex digits, either case).
+    pub fn parse(text: &str) -> Option<Rgb> {
+        let hex = text.strip_prefix('#')?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let channel = |s: &str| u8::from_str_radix(s, 16).ok();
+        match hex.len() {
+            3 => {
+                let mut it = hex.chars().map(|c| channel(&format!("{c}{c}")));
+                Some(Rgb(it.next()??, it.next()??, it.next()??))
+            }
+            6 => Some(Rgb(
+                channel(hex.get(0..2)?)?,
+                channel(hex.get(2..4)?)?,
+                channel(hex.get(4..6)?)?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// As CSS: `#rrggbb`.
+    pub fn css(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
+
+    /// WCAG 2.x relative luminance.
+    fn luminance(self) -> f64 {
+        let linear = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.040_45 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * linear(self.0) + 0.7152 * linear(self.1) + 0.0722 * linear(self.2)
+    }
+
+    /// White or near-black, whichever reads better on this colour (WCAG contrast ratio).
+    pub fn text_colour(self) -> &'static str {
+        let l = self.luminance();
+        let on_white = 1.05 / (l + 0.05);
+        let on_dark = (l + 0.05) / (0.0100 + 0.05);
+        if on_white >= on_dark {
+            "#ffffff"
+        } else {
+            "#111111"
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use minijinja::value::{Kwargs, Serde, Value};
 use minijinja::{Environment, State};
 use serde::Serialize;
 
-use crate::config::PagesConfig;
+use crate::config::{PagesConfig, Rgb};
 use crate::i18n::Localizer;
 
 /// The page templates and translations, compiled once at start-up and shared read-only.
@@ -29,21 +29,17 @@ pub struct Pages {
     localizer: Arc<Localizer>,
 }
 
-/// The bundled templates. Those in [`OVERRIDABLE`] can be replaced from `templates_dir`.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../templates/base.html")),
-    ("error.html", include_str!("../templates/error.html")),
+/// The page layout every page extends, by name and source.
+pub const BASE_TEMPLATE: (&str, &str) = ("base.html", include_str!("../../templates/base.html"));
+
+/// The bridge's own pages: the layout, the error page and the logout confirmation. Each can be
+/// replaced from `templates_dir`; the demo brings its own set.
+pub const PRODUCTION_TEMPLATES: &[(&str, &str)] = &[
+    BASE_TEMPLATE,
+    ("error.html", include_str!("../../templates/error.html")),
     (
         "logged_out.html",
-        include_str!("../templates/logged_out.html"),
-    ),
-    (
-        "demo_forum.html",
-        include_str!("../templates/demo_forum.html"),
-    ),
-    (
-        "demo_idp_login.html",
-        include_str!("../templates/demo_idp_login.html"),
+        include_str!("../../templates/logged_out.html"),
     ),
 ];
 
@@ -87,72 +83,36 @@ struct Site {
     accent_text: String,
 }
 
-/// A colour, parsed from `#rgb` or `#rrggbb` only, so that it can go into a `<style>` element
-/// without any way to end the declaration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rgb(pub u8, pub u8, pub u8);
-
-impl Rgb {
-    /// Parses `#rgb` or `#rrggbb` (hex digits, either case).
-    pub fn parse(text: &str) -> Option<Rgb> {
-        let hex = text.strip_prefix('#')?;
-        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let channel = |s: &str| u8::from_str_radix(s, 16).ok();
-        match hex.len() {
-            3 => {
-                let mut it = hex.chars().map(|c| channel(&format!("{c}{c}")));
-                Some(Rgb(it.next()??, it.next()??, it.next()??))
-            }
-            6 => Some(Rgb(
-                channel(hex.get(0..2)?)?,
-                channel(hex.get(2..4)?)?,
-                channel(hex.get(4..6)?)?,
-            )),
-            _ => None,
-        }
-    }
-
-    fn css(self) -> String {
-        format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
-    }
-
-    /// WCAG 2.x relative luminance.
-    fn luminance(self) -> f64 {
-        let linear = |c: u8| {
-            let c = f64::from(c) / 255.0;
-            if c <= 0.040_45 {
-                c / 12.92
-            } else {
-                ((c + 0.055) / 1.055).powf(2.4)
-            }
-        };
-        0.2126 * linear(self.0) + 0.7152 * linear(self.1) + 0.0722 * linear(self.2)
-    }
-
-    /// White or near-black, whichever reads better on this colour (WCAG contrast ratio).
-    fn text_colour(self) -> &'static str {
-        let l = self.luminance();
-        let on_white = 1.05 / (l + 0.05);
-        let on_dark = (l + 0.05) / (0.0100 + 0.05);
-        if on_white >= on_dark {
-            "#ffffff"
-        } else {
-            "#111111"
-        }
-    }
-}
-
 impl Pages {
-    /// The bundled templates and languages with the default look (the demo and tests).
+    /// The bridge's own pages in the bundled languages with the default look.
     pub fn new() -> Result<Self, Vec<String>> {
         Self::from_config(&PagesConfig::default(), "/")
     }
 
-    /// Compiles the templates (bundled, or the operator's from `templates_dir`) and message
-    /// files of `config`, for a forum whose home page is `forum_url`, then renders every
-    /// overridable template in every language once. Returns every problem found.
+    /// Compiles the given `(name, source)` templates (the demo's), with the bundled languages
+    /// and the default look; nothing is replaced and no sample is rendered.
+    pub fn with_templates(
+        templates: &[(&'static str, &'static str)],
+    ) -> Result<Self, minijinja::Error> {
+        let localizer = Localizer::bundled().map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, text.join("; "))
+        })?;
+        let mut env = Environment::new();
+        for (name, source) in templates {
+            env.add_template(name, source)?;
+        }
+        Ok(Self::finish(
+            env,
+            Arc::new(localizer),
+            &PagesConfig::default(),
+            "/",
+        ))
+    }
+
+    /// Compiles the bridge's templates (bundled, or the operator's from `templates_dir`) and
+    /// message files of `config`, for a forum whose home page is `forum_url`, then renders
+    /// every overridable template in every language once. Returns every problem found.
     pub fn from_config(config: &PagesConfig, forum_url: &str) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let localizer =
@@ -166,7 +126,7 @@ impl Pages {
                 }
             };
         let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
+        for (name, source) in PRODUCTION_TEMPLATES {
             if let Err(e) = env.add_template(name, source) {
                 problems.push(format!("bundled template {name}: {e}"));
             }
@@ -174,6 +134,24 @@ impl Pages {
         if let Some(dir) = config.templates_dir.as_deref() {
             load_overrides(&mut env, dir, &mut problems);
         }
+        let pages = Self::finish(env, localizer, config, forum_url);
+        if problems.is_empty() {
+            problems.extend(pages.render_samples());
+        }
+        if problems.is_empty() {
+            Ok(pages)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Adds the site's look and the `t` function to `env`.
+    fn finish(
+        mut env: Environment<'static>,
+        localizer: Arc<Localizer>,
+        config: &PagesConfig,
+        forum_url: &str,
+    ) -> Self {
         let accent = config.accent_color.unwrap_or(DEFAULT_ACCENT);
         let site = Site {
             forum_name: config.forum_name.clone(),
@@ -209,15 +187,7 @@ impl Pages {
                 Ok(messages.message(&language, id, &args))
             },
         );
-        let pages = Self { env, localizer };
-        if problems.is_empty() {
-            problems.extend(pages.render_samples());
-        }
-        if problems.is_empty() {
-            Ok(pages)
-        } else {
-            Err(problems)
-        }
+        Self { env, localizer }
     }
 
     /// The language for a request's `Accept-Language`.
