@@ -616,7 +616,7 @@ fn secrets_never_appear_in_debug_output_or_problems() {
 
 #[test]
 fn cross_key_rules_are_enforced() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (
             &[("BRIDGE_OIDC__CLIENT_SECRET", "")],
             "oidc.client_secret: is required unless oidc.token_auth_method = \"none\"",
@@ -643,6 +643,21 @@ fn cross_key_rules_are_enforced() {
         (
             &[("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:8080")],
             "server.metrics_listen: 127.0.0.1:8080 would bind the same port as server.listen",
+        ),
+        (
+            &[
+                ("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:9191"),
+                ("BRIDGE_SERVER__METRICS_PUBLIC", "true"),
+            ],
+            "server.metrics_listen: is set together with server.metrics_public = true",
+        ),
+        (
+            &[("BRIDGE_PAGES__ACCENT_COLOR", "red;}body{display:none")],
+            "pages.accent_color: \"red;}body{display:none\" is not a colour",
+        ),
+        (
+            &[("BRIDGE_PAGES__LOGO_URL", "http://cdn.example.com/logo.png")],
+            "pages.logo_url: \"http://cdn.example.com/logo.png\" is not an https URL",
         ),
         (
             &[("BRIDGE_LIMITS__REQUEST_TIMEOUT", "5s")],
