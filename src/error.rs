@@ -9,14 +9,13 @@
 //! the one place that says, per error, the status, the reason, the page's messages (by id, in
 //! `locales/*.ftl`) and the next step it offers.
 
-use std::fmt;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::discourse::connect::ConnectError;
 use crate::mapping::Denial;
 use crate::oidc::provider::{BoxError, ProviderError};
+use crate::telemetry::Chain;
 
 /// Everything that can go wrong while handling a browser request.
 #[derive(Debug, thiserror::Error)]
@@ -251,23 +250,6 @@ impl IntoResponse for AppError {
         let mut response = page.status.into_response();
         response.extensions_mut().insert(page);
         response
-    }
-}
-
-/// Displays an error followed by each of its sources, `error: source: source ...`, for one log
-/// field (the `tracing` formatter shows only the error's own message).
-#[derive(Debug)]
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }
 

@@ -668,6 +668,7 @@ async fn in_chromium_a_denial_in_german_carries_the_forums_name_and_logo() {
 }
 
 /// Waits until the demo's bridge has loaded the demo IdP's configuration.
+#[cfg(feature = "demo")]
 async fn demo_ready(urls: &discourse_oidc_bridge::demo::DemoUrls) {
     let client = reqwest::Client::new();
     for _ in 0..200 {
@@ -681,6 +682,7 @@ async fn demo_ready(urls: &discourse_oidc_bridge::demo::DemoUrls) {
     panic!("the demo's bridge never became ready");
 }
 
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn in_chromium_the_demo_works_by_keyboard_and_fits_a_phone() {
     use discourse_oidc_bridge::demo::{Demo, DemoAddresses};
