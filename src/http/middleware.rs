@@ -14,7 +14,6 @@ use tower_http::trace::{MakeSpan, OnResponse};
 
 use crate::error::{AppError, ErrorPage, NextStep};
 use crate::http::state::AppState;
-use crate::routes;
 
 /// Header carrying the request id in and out.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -142,6 +141,7 @@ fn error_page(state: &AppState, page: ErrorPage, request_id: &str, lang: &str) -
     }
     metrics::counter!("bridge_request_errors_total", "reason" => page.reason).increment(1);
     let login_url = state.forum_login_url.as_str();
+    let switch_account_url = state.config.switch_account_url();
     let context = minijinja::context! {
         kind => page.kind,
         reason => page.refusal,
@@ -153,7 +153,7 @@ fn error_page(state: &AppState, page: ErrorPage, request_id: &str, lang: &str) -
         try_again_url => (page.next == NextStep::TryAgain).then_some(login_url),
         log_in_again_url => (page.next == NextStep::LogInAgain).then_some(login_url),
         switch_account_url => (page.next == NextStep::SwitchAccount)
-            .then_some(routes::SWITCH_ACCOUNT),
+            .then_some(switch_account_url.as_str()),
     };
     let body = match state.pages.render("error.html", lang, context) {
         Ok(html) => Html(html).into_response().into_body(),
