@@ -176,7 +176,9 @@ impl Application {
             provider,
             mapping,
             cookies,
-            pages: Pages::new().context("compiling the page templates")?,
+            pages: Pages::from_config(&config.pages, config.discourse.url.as_str()).map_err(
+                |problems| anyhow::anyhow!("[pages] is invalid:\n{}", problems.join("\n")),
+            )?,
             store,
             metrics: crate::telemetry::metrics_handle(),
             forum_login_url: config.forum_login_url().to_string(),

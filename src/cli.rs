@@ -138,7 +138,33 @@ fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let result = config::load(path.as_deref());
+    if let Some(sections) = path
+        .as_deref()
+        .and_then(config::mapping_file::read_mapping_only)
+    {
+        return check_mapping_only(path.as_deref(), sections);
+    }
+    // The pages are compiled and rendered in every language, as `serve` does at start.
+    let result =
+        config::load(path.as_deref()).and_then(
+            |config| match crate::http::pages::Pages::from_config(
+                &config.pages,
+                config.discourse.url.as_str(),
+            ) {
+                Ok(_) => Ok(config),
+                Err(problems) => Err(config::ConfigErrors(
+                    problems
+                        .into_iter()
+                        .map(|problem| match problem.split_once(": ") {
+                            Some((key, message)) if key.starts_with("pages.") => {
+                                config::ConfigProblem::new(key, message)
+                            }
+                            _ => config::ConfigProblem::new("pages", problem),
+                        })
+                        .collect(),
+                )),
+            },
+        );
     let (report, ok) = config::check_report(&result);
     write_out(&report);
     if !report.ends_with('\n') {
@@ -148,6 +174,75 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `check` of a file holding only `[mapping]`, `[groups]` and `[access]`: compiles the mapping.
+fn check_mapping_only(
+    path: Option<&std::path::Path>,
+    sections: Result<config::mapping_file::MappingSections, String>,
+) -> ExitCode {
+    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let compiled = sections
+        .map_err(|e| vec![e])
+        .and_then(|(mapping, groups, access)| {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map_err(|problems| problems.iter().map(ToString::to_string).collect())
+        });
+    match compiled {
+        Ok(mapper) => {
+            let mut report = format!(
+                "OK: {name} is a mapping-only file ([mapping], [groups], [access]); `explain` \
+                 and `demo --config` use it, `serve` needs the full configuration\n"
+            );
+            for warning in mapper.warnings() {
+                report.push_str(&format!("warning: {warning}\n"));
+            }
+            write_out(&report);
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            let mut report = format!("{name}: the mapping is invalid:\n");
+            for problem in problems {
+                report.push_str(&format!("error: {problem}\n"));
+            }
+            write_out(&report);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The mapping rules of `path`: from a mapping-only file, or from the full configuration.
+/// The mapping `explain` uses, and the `[scim]` section when the file is a whole configuration
+/// (a mapping-only file has none).
+fn load_mapper(
+    path: Option<&std::path::Path>,
+) -> Result<
+    (
+        std::sync::Arc<crate::mapping::Mapper>,
+        Option<crate::scim::ScimConfig>,
+    ),
+    ExitCode,
+> {
+    match path.and_then(config::mapping_file::read_mapping_only) {
+        Some(Ok((mapping, groups, access))) => {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map(|mapper| (std::sync::Arc::new(mapper), None))
+                .map_err(|problems| {
+                    for problem in problems {
+                        write_err(&format!("error: {problem}\n"));
+                    }
+                    ExitCode::from(2)
+                })
+        }
+        Some(Err(problems)) => {
+            write_err(&format!("invalid mapping:\n{problems}\n"));
+            Err(ExitCode::from(2))
+        }
+        None => {
+            let config = load_or_report(path)?;
+            Ok((config.mapper.clone(), config.scim.clone()))
+        }
     }
 }
 
@@ -369,17 +464,14 @@ fn read_claims(
 
 fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
-        let config = load_or_report(path.as_deref())?;
+        let (mapper, scim) = load_mapper(path.as_deref())?;
         let claims = read_claims(claims)?;
         // A SCIM User document is mapped through the claims provisioning would build.
         let claims = if crate::scim::service::is_scim_user(&claims) {
-            let scim = config
-                .scim
-                .clone()
-                .unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
+            let scim = scim.unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
             let claims = crate::scim::service::explain_claims(
                 &scim,
-                config.mapper.group_claim(),
+                mapper.group_claim(),
                 &serde_json::Value::Object(claims),
             );
             if !json {
@@ -393,7 +485,7 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
         } else {
             claims
         };
-        let outcome = config.mapper.map(&claims);
+        let outcome = mapper.map(&claims);
         if json {
             let report = crate::mapping::explain::Report::from(&outcome);
             match serde_json::to_string_pretty(&report) {

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod discourse;
 pub mod error;
 pub mod http;
+pub mod i18n;
 pub mod login;
 pub mod login_writer;
 pub mod logout;

@@ -97,7 +97,15 @@ fn defaults_fill_every_optional_key() {
     let config = load_from_str(VALID, no_env()).unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
     assert!(config.server.trusted_proxies.is_empty());
-    assert_eq!(config.server.metrics_listen, None);
+    assert_eq!(
+        config
+            .server
+            .metrics_listen
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:9090"),
+        "metrics stay off the public listener unless asked"
+    );
     assert!(config.discourse.api_key.is_none());
     assert_eq!(config.oidc.scopes, ["openid", "email", "profile"]);
     assert!(config.oidc.auth_params.is_empty());
@@ -612,7 +620,7 @@ fn secrets_never_appear_in_debug_output_or_problems() {
 
 #[test]
 fn cross_key_rules_are_enforced() {
-    let cases: [(&[(&str, &str)], &str); 14] = [
+    let cases: [(&[(&str, &str)], &str); 17] = [
         (
             &[("BRIDGE_OIDC__CLIENT_SECRET", "")],
             "oidc.client_secret: is required unless oidc.token_auth_method is \"private_key_jwt\"",
@@ -639,6 +647,21 @@ fn cross_key_rules_are_enforced() {
         (
             &[("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:8080")],
             "server.metrics_listen: 127.0.0.1:8080 would bind the same port as server.listen",
+        ),
+        (
+            &[
+                ("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:9191"),
+                ("BRIDGE_SERVER__METRICS_PUBLIC", "true"),
+            ],
+            "server.metrics_listen: is set together with server.metrics_public = true",
+        ),
+        (
+            &[("BRIDGE_PAGES__ACCENT_COLOR", "red;}body{display:none")],
+            "pages.accent_color: \"red;}body{display:none\" is not a colour",
+        ),
+        (
+            &[("BRIDGE_PAGES__LOGO_URL", "http://cdn.example.com/logo.png")],
+            "pages.logo_url: \"http://cdn.example.com/logo.png\" is not an https URL",
         ),
         (
             &[("BRIDGE_LIMITS__REQUEST_TIMEOUT", "5s")],

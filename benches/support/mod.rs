@@ -187,6 +187,7 @@ impl BridgeSettings {
             r#"[server]
 listen = "127.0.0.1:{port}"
 public_url = "{base}"
+metrics_public = true
 
 [discourse]
 url = "{forum}"

@@ -613,7 +613,7 @@ mod tests {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 5, "{lines:#?}");
         assert!(lines.contains(&"oidc.issuerr: unknown key; did you mean `issuer`?".to_owned()));
-        assert!(lines.contains(&"nonsense: unknown section; expected one of: server, discourse, oidc, session, logout, store, log, limits, mapping, groups, access, scim".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"nonsense: unknown section; expected one of: server, discourse, oidc, session, logout, store, log, limits, pages, mapping, groups, access, scim".to_owned()), "{lines:#?}");
         assert!(
             lines
                 .iter()

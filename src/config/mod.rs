@@ -23,6 +23,8 @@
 
 mod layers;
 pub mod live;
+pub mod mapping_file;
+mod pages;
 mod raw;
 mod validate;
 
@@ -49,6 +51,7 @@ use crate::routes;
 
 pub use crate::problem::ConfigProblem;
 pub use layers::env_var_name;
+pub use pages::{MAX_FORUM_NAME_CHARS, PagesConfig, Rgb};
 pub use validate::MAX_LOGIN_TIMEOUT;
 
 /// The validated configuration the running bridge uses.
@@ -62,6 +65,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    /// `[pages]`: the look and language of the pages people see.
+    pub pages: PagesConfig,
     /// The `[mapping]`, `[groups]` and `[access]` sections, compiled once while the
     /// configuration is loaded; its warnings are part of [`Config::warnings`].
     pub mapper: Arc<Mapper>,
@@ -98,7 +103,8 @@ pub struct ServerConfig {
     pub path_prefix: String,
     /// Proxies whose `X-Forwarded-*` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Optional separate address for `/metrics`; `None` serves it on `listen`.
+    /// Where `/metrics` is served: its own address (default `127.0.0.1:9090`), or `None` when
+    /// `metrics_public = true` asks for the public `listen` address instead.
     pub metrics_listen: Option<SocketAddr>,
     /// Proxy for every outbound request (IdP and Discourse); `None` follows the `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` environment variables. `NO_PROXY` applies either way.
@@ -496,7 +502,7 @@ fn load_layers(
 
 /// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
 /// (unknown sections, variable names, the file itself) come first.
-const SECTION_ORDER: [&str; 12] = [
+const SECTION_ORDER: [&str; 13] = [
     "server",
     "discourse",
     "oidc",
@@ -505,6 +511,7 @@ const SECTION_ORDER: [&str; 12] = [
     "store",
     "log",
     "limits",
+    "pages",
     "mapping",
     "groups",
     "access",
@@ -531,6 +538,11 @@ impl Config {
     /// Where the IdP returns the browser after RP-initiated logout: `public_url` + `/logged-out`.
     pub fn post_logout_url(&self) -> Url {
         self.public_path(routes::LOGGED_OUT)
+    }
+
+    /// "Use another account" on the access-denied page: `public_url` + `/switch-account`.
+    pub fn switch_account_url(&self) -> Url {
+        self.public_path(routes::SWITCH_ACCOUNT)
     }
 
     /// Discourse's DiscourseConnect endpoint, the forum URL (subfolder included) +

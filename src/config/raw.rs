@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
     pub(crate) store: RawStore,
     pub(crate) log: RawLog,
     pub(crate) limits: RawLimits,
+    pub(crate) pages: super::pages::RawPages,
     pub(crate) mapping: MappingConfig,
     pub(crate) groups: GroupsConfig,
     pub(crate) access: AccessConfig,
@@ -42,6 +43,7 @@ pub(crate) struct RawServer {
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
+    pub(crate) metrics_public: bool,
     pub(crate) outbound_proxy: Option<String>,
     pub(crate) trust_store: TrustStore,
 }
@@ -50,6 +52,10 @@ pub(crate) struct RawServer {
 /// the runtime; a bare-metal install behind a local proxy should set `127.0.0.1:8080`.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
+/// `/metrics` is served on its own loopback address unless `metrics_public` asks for the public
+/// listener: the counters tell outsiders about logins and failures.
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+
 impl Default for RawServer {
     fn default() -> Self {
         Self {
@@ -57,6 +63,7 @@ impl Default for RawServer {
             public_url: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            metrics_public: false,
             outbound_proxy: None,
             trust_store: TrustStore::Builtin,
         }

@@ -87,6 +87,15 @@ pub(crate) fn validate(
     let scim = raw
         .scim
         .map(|raw| scim(raw, discourse.as_ref(), &mut found));
+    let pages = match super::pages::validate(raw.pages) {
+        Ok(pages) => Some(pages),
+        Err(problems) => {
+            for (key, message) in problems {
+                found.add(key, message);
+            }
+            None
+        }
+    };
 
     // The mapping sections are compiled only when they deserialized cleanly: after a key was
     // dropped for being malformed, the compiler would report its absence as a second problem.
@@ -117,6 +126,7 @@ pub(crate) fn validate(
         store: store?,
         log: log?,
         limits: limits?,
+        pages: pages?,
         mapper: mapper?,
         scim: match scim {
             Some(section) => Some(section?),
@@ -257,24 +267,39 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         }
     }
 
-    let metrics_listen = match given(raw.metrics_listen) {
-        Some(text) => {
+    let metrics_listen = match (given(raw.metrics_listen), raw.metrics_public) {
+        (Some(_), true) => {
+            found.add(
+                "server.metrics_listen",
+                "is set together with server.metrics_public = true; set one: metrics_listen for \
+                 a separate address, metrics_public to serve /metrics on the public listener",
+            );
+            return None;
+        }
+        (None, true) => None,
+        (text, false) => {
+            let explicit = text.is_some();
+            let text = text.unwrap_or_else(|| super::raw::DEFAULT_METRICS_LISTEN.to_owned());
             let metrics = socket_addr("server.metrics_listen", &text, found)?;
             if let Some(listen) = listen
                 && binds_same_port(listen, metrics)
             {
+                let hint = if explicit {
+                    "choose another port, or set metrics_public = true to serve /metrics on the \
+                     public listener"
+                } else {
+                    "set metrics_listen to a free address, or metrics_public = true"
+                };
                 found.add(
                     "server.metrics_listen",
                     format!(
-                        "{metrics} would bind the same port as server.listen ({listen}); leave \
-                         metrics_listen unset to serve /metrics on the main address"
+                        "{metrics} would bind the same port as server.listen ({listen}); {hint}"
                     ),
                 );
                 return None;
             }
             Some(metrics)
         }
-        None => None,
     };
 
     let outbound_proxy = match given(raw.outbound_proxy) {

@@ -111,7 +111,10 @@ impl LoginService {
     pub fn start(&self, raw_query: &str, now: DateTime<Utc>) -> Result<Started, AppError> {
         let request = SsoRequest::verify(raw_query, &self.connect_secret)?;
         if !is_forum_sso_login(&request.return_sso_url, &self.sso_login_url) {
-            return Err(AppError::ForeignReturnUrl);
+            return Err(AppError::ForeignReturnUrl {
+                expected: self.sso_login_url.to_string(),
+                received: request.return_sso_url.chars().take(300).collect(),
+            });
         }
         let provider = self.provider()?;
         let authorization = provider.authorization_request();
@@ -158,7 +161,9 @@ impl LoginService {
             return Err(AppError::UnknownLoginState);
         }
         if login.is_expired(now.timestamp(), self.login_timeout) {
-            return Err(AppError::LoginExpired);
+            return Err(AppError::LoginExpired {
+                timeout: self.login_timeout,
+            });
         }
         if let Some(error) = params.error.as_deref() {
             return Err(AppError::IdpRefused {

@@ -194,19 +194,16 @@ impl LogoutService {
         })
     }
 
-    /// `GET /logged-out`: the IdP's return must carry the `state` this browser was sent with
-    /// (`expected`, from its cookie); compared in constant time.
-    pub fn finished(&self, expected: Option<&str>, returned: Option<&str>) -> Result<(), AppError> {
-        let matches = match (expected, returned) {
+    /// `GET /logged-out`: whether the IdP's return carries the `state` this browser was sent
+    /// with (`expected`, from its cookie), compared in constant time. Without it (a reload, a
+    /// bookmark, another browser) nothing about the IdP is confirmed, and nothing is refused
+    /// either: the page only informs.
+    pub fn finished(&self, expected: Option<&str>, returned: Option<&str>) -> bool {
+        match (expected, returned) {
             (Some(expected), Some(returned)) => {
                 bool::from(expected.as_bytes().ct_eq(returned.as_bytes()))
             }
             _ => false,
-        };
-        if matches {
-            Ok(())
-        } else {
-            Err(AppError::LogoutStateMismatch)
         }
     }
 }

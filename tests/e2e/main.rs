@@ -12,6 +12,7 @@ mod login;
 mod logout;
 mod mapping;
 mod ops;
+mod pages;
 mod replicas;
 mod scim;
 mod store_suite;

@@ -11,6 +11,7 @@
 
 pub mod bridge;
 pub mod browser;
+pub mod chromium;
 pub mod forum;
 pub mod idp;
 pub mod node;
