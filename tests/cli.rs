@@ -271,7 +271,6 @@ fn check_renders_replacement_templates_and_message_files() {
     assert!(stdout.contains("error.html"), "{stdout}");
 }
 
-
 #[test]
 fn explain_accepts_a_scim_user() {
     let dir = tempfile::tempdir().unwrap();
