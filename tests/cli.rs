@@ -170,3 +170,62 @@ fn explain_exits_2_for_a_bad_configuration() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("groups.mode"));
 }
+
+/// Issue 13's two failing inputs through the real `explain` command: Zitadel's roles object and
+/// GitLab's nested paths without a leading slash give the right groups and roles, and the
+/// report is the one the fixture expects.
+#[test]
+fn explain_reads_zitadel_roles_and_gitlab_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    for (idp, case, add, admin) in [
+        ("zitadel", "project-roles", "forum_staff", Some(true)),
+        ("gitlab", "nested", "platform,platform-backend", None),
+    ] {
+        let config = config_with_mapping(&dir, idp);
+        let out = bin()
+            .args(["explain", "--json", "--config"])
+            .arg(&config)
+            .arg("--claims")
+            .arg(fixture(&format!("{idp}/{case}.claims.json")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["payload"]["add_groups"], add, "{idp}: {report:#}");
+        assert!(report["remove_groups"].as_array().unwrap().is_empty(), "{idp}");
+        assert_eq!(report["admin"].as_bool(), admin, "{idp}");
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("{idp}/{case}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["payload"], expected["payload"], "{idp}");
+    }
+}
+
+/// A claim nobody can read: `explain` says why the groups are unknown, naming the claim and its
+/// JSON type, and sends nothing about groups or roles.
+#[test]
+fn explain_names_an_unreadable_group_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_mapping(&dir, "zitadel");
+    let out = bin()
+        .args(["explain", "--config"])
+        .arg(&config)
+        .arg("--claims")
+        .arg(fixture("zitadel/unreadable.claims.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("groups <- groups.unreadable: claim `urn:zitadel:iam:org:project:roles` is a JSON boolean"),
+        "{text}"
+    );
+    assert!(text.contains("admin              : not sent"), "{text}");
+    assert!(text.contains("remove_groups      : (none)"), "{text}");
+}

@@ -152,6 +152,7 @@ pub async fn callback(
             None => false,
         },
     };
+    let access_token = tokens.access_token.clone();
     let claims = if fetch_userinfo {
         let userinfo = provider
             .userinfo(tokens.access_token, &verified.subject)
@@ -161,7 +162,14 @@ pub async fn callback(
         std::mem::take(&mut verified.claims)
     };
 
-    let mapped = match mapper.map(&claims) {
+    // Entra groups overage with `groups.overage = "graph"`: ask Graph, never fail here.
+    let graph = match mapper.graph_lookup(&claims) {
+        Some(settings) => Some(
+            crate::oidc::graph::member_groups(&state.http, settings, access_token.secret()).await,
+        ),
+        None => None,
+    };
+    let mapped = match mapper.map_with(&claims, graph.as_ref()) {
         Outcome::Allowed(mapped) => mapped,
         Outcome::Denied(denial) => {
             metrics::counter!("bridge_logins_denied_total").increment(1);

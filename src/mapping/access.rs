@@ -284,7 +284,8 @@ impl CompiledAccess {
                 GroupsOutcome::Unknown { .. } | GroupsOutcome::Refused { .. } => refuse(
                     rule,
                     "Your group memberships could not be read from the identity provider, so \
-                     this forum cannot check whether you may use it.",
+                     this forum cannot check whether you may use it. This is not something you \
+                     can fix: contact the forum's administrators.",
                     "the user's groups are unknown".to_owned(),
                     trace,
                 ),

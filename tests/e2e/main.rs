@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod groups;
 mod harness_selftest;
 mod interop_connect;
 mod login;
