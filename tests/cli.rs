@@ -197,7 +197,10 @@ fn explain_reads_zitadel_roles_and_gitlab_paths() {
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["payload"]["add_groups"], add, "{idp}: {report:#}");
-        assert!(report["remove_groups"].as_array().unwrap().is_empty(), "{idp}");
+        assert!(
+            report["remove_groups"].as_array().unwrap().is_empty(),
+            "{idp}"
+        );
         assert_eq!(report["admin"].as_bool(), admin, "{idp}");
         let expected: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(fixture(&format!("{idp}/{case}.expected.json"))).unwrap(),

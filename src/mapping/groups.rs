@@ -360,7 +360,10 @@ impl CompiledGroups {
             match ClaimPath::parse(path) {
                 Ok(path) => sources.push(CompiledSource {
                     path,
-                    delimiter: shape.path_delimiter.clone().unwrap_or_else(|| "/".to_owned()),
+                    delimiter: shape
+                        .path_delimiter
+                        .clone()
+                        .unwrap_or_else(|| "/".to_owned()),
                     shape,
                 }),
                 Err(message) => problems.push(ConfigProblem::new(key, message)),
@@ -395,9 +398,7 @@ impl CompiledGroups {
                     "must be visible text such as `/` or `:`",
                 ));
             }
-            if shape.separator.is_some()
-                && shape.separator == shape.path_delimiter
-            {
+            if shape.separator.is_some() && shape.separator == shape.path_delimiter {
                 problems.push(ConfigProblem::new(
                     format!("{key}.separator"),
                     "is also the path_delimiter; a name could not be told from a path segment",
@@ -781,21 +782,33 @@ impl CompiledGroups {
                             ),
                         ));
                         let ids = ids.iter().map(|id| Value::String(id.clone())).collect();
-                        claims.to_mut().insert("groups".to_owned(), Value::Array(ids));
+                        claims
+                            .to_mut()
+                            .insert("groups".to_owned(), Value::Array(ids));
                         from_graph = true;
                         UnknownGroups::Empty
                     }
                     Some(GraphGroups::Failed(why)) => {
                         let reason = format!("{marker}; asking Microsoft Graph failed: {why}");
                         count_unknown("graph_failed");
-                        return self.unknown("groups.overage", self.overage_fallback, reason, trace);
+                        return self.unknown(
+                            "groups.overage",
+                            self.overage_fallback,
+                            reason,
+                            trace,
+                        );
                     }
                     None => {
                         let reason = format!(
                             "{marker}; overage = \"graph\", but Microsoft Graph was not asked \
                              (explain has no access token)"
                         );
-                        return self.unknown("groups.overage", self.overage_fallback, reason, trace);
+                        return self.unknown(
+                            "groups.overage",
+                            self.overage_fallback,
+                            reason,
+                            trace,
+                        );
                     }
                 },
             };
@@ -1232,7 +1245,10 @@ fn never_matching_rules(
         let Some(group) = &rule.group else {
             continue;
         };
-        if let Some(source) = sources.iter().find(|s| group.contains(s.delimiter.as_str())) {
+        if let Some(source) = sources
+            .iter()
+            .find(|s| group.contains(s.delimiter.as_str()))
+        {
             let hint = match config.paths {
                 PathMode::Leaf => "write only the last segment",
                 _ => "write the segments joined with groups.path_separator",
@@ -1420,7 +1436,9 @@ mod tests {
         let compiled = compile(keep_all());
         let mut trace = Vec::new();
         let mut dropped = Vec::new();
-        let outcome = compiled.evaluate(&claims(json!({"groups": ["/staff/admins", "members"]})), None,
+        let outcome = compiled.evaluate(
+            &claims(json!({"groups": ["/staff/admins", "members"]})),
+            None,
             &mut trace,
             &mut dropped,
         );
@@ -1519,9 +1537,11 @@ mod tests {
         });
         let mut trace = Vec::new();
         let mut dropped = Vec::new();
-        let outcome = compiled.evaluate(&claims(
+        let outcome = compiled.evaluate(
+            &claims(
                 json!({"groups": ["team-blue", "forum-admins", "forum-mods", "misc", "xteam-red"]}),
-            ), None,
+            ),
+            None,
             &mut trace,
             &mut dropped,
         );
@@ -1588,7 +1608,8 @@ mod tests {
             });
             let mut trace = Vec::new();
             let mut dropped = Vec::new();
-            let outcome = compiled.evaluate(&claims(overage.clone()), None, &mut trace, &mut dropped);
+            let outcome =
+                compiled.evaluate(&claims(overage.clone()), None, &mut trace, &mut dropped);
             let kind = match outcome {
                 GroupsOutcome::Known { .. } => "known",
                 GroupsOutcome::Unknown { .. } => "unknown",
@@ -1598,7 +1619,9 @@ mod tests {
         }
         // `hasgroups` is the implicit-flow form of the same marker.
         let compiled = compile(keep_all());
-        let outcome = compiled.evaluate(&claims(json!({"hasgroups": "true"})), None,
+        let outcome = compiled.evaluate(
+            &claims(json!({"hasgroups": "true"})),
+            None,
             &mut Vec::new(),
             &mut Vec::new(),
         );
@@ -1617,7 +1640,8 @@ mod tests {
                 missing: policy,
                 ..keep_all()
             });
-            let outcome = compiled.evaluate(&claims(json!({})), None, &mut Vec::new(), &mut Vec::new());
+            let outcome =
+                compiled.evaluate(&claims(json!({})), None, &mut Vec::new(), &mut Vec::new());
             let kind = match outcome {
                 GroupsOutcome::Known { .. } => "known",
                 GroupsOutcome::Unknown { .. } => "unknown",
@@ -1812,10 +1836,17 @@ mod tests {
             &mut trace,
             &mut Vec::new(),
         );
-        assert!(matches!(outcome, GroupsOutcome::Unknown { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, GroupsOutcome::Unknown { .. }),
+            "{outcome:?}"
+        );
         let entry = trace.iter().find(|t| t.output == "groups").unwrap();
         assert_eq!(entry.rule, "groups.unreadable");
-        assert!(entry.note.contains("claim `roles` is a JSON object"), "{}", entry.note);
+        assert!(
+            entry.note.contains("claim `roles` is a JSON object"),
+            "{}",
+            entry.note
+        );
         let payload = apply(&compiled, json!({"groups": ["admins", false]}));
         assert_eq!(payload.get(Field::Admin), None);
         assert_eq!(payload.get(Field::RemoveGroups), None);
@@ -1831,7 +1862,9 @@ mod tests {
             &mut Vec::new(),
             &mut Vec::new(),
         );
-        assert!(matches!(outcome, GroupsOutcome::Refused { ref rule, .. } if rule == "groups.unreadable"));
+        assert!(
+            matches!(outcome, GroupsOutcome::Refused { ref rule, .. } if rule == "groups.unreadable")
+        );
     }
 
     #[test]
@@ -1847,7 +1880,11 @@ mod tests {
         });
         let overage = claims(json!({"_claim_names": {"groups": "src1"}}));
         assert!(compiled.graph_lookup(&overage).is_some());
-        assert!(compiled.graph_lookup(&claims(json!({"groups": ["x"]}))).is_none());
+        assert!(
+            compiled
+                .graph_lookup(&claims(json!({"groups": ["x"]})))
+                .is_none()
+        );
         let fetched = GraphGroups::Fetched(vec!["0B8A9C52-6A7E-4E6E-9A1B-2F6F0C4D5E6F".to_owned()]);
         let outcome = compiled.evaluate(&overage, Some(&fetched), &mut Vec::new(), &mut Vec::new());
         assert_eq!(
@@ -1870,9 +1907,21 @@ mod tests {
         for (url, timeout, expected) in [
             ("https://graph.microsoft.us/v1.0", "5s", vec![]),
             ("http://127.0.0.1:9/v1.0", "1s", vec![]),
-            ("http://graph.example.com/v1.0", "5s", vec!["groups.graph_url"]),
-            ("https://graph.microsoft.com/v1.0?x=1", "0s", vec!["groups.graph_url", "groups.graph_timeout"]),
-            ("nonsense", "five", vec!["groups.graph_url", "groups.graph_timeout"]),
+            (
+                "http://graph.example.com/v1.0",
+                "5s",
+                vec!["groups.graph_url"],
+            ),
+            (
+                "https://graph.microsoft.com/v1.0?x=1",
+                "0s",
+                vec!["groups.graph_url", "groups.graph_timeout"],
+            ),
+            (
+                "nonsense",
+                "five",
+                vec!["groups.graph_url", "groups.graph_timeout"],
+            ),
         ] {
             let found = problems(GroupsConfig {
                 overage: Some(Overage::Graph),
@@ -1880,7 +1929,10 @@ mod tests {
                 graph_timeout: timeout.to_owned(),
                 ..GroupsConfig::default()
             });
-            let keys: Vec<&str> = found.iter().map(|p| p.split(": ").next().unwrap_or("")).collect();
+            let keys: Vec<&str> = found
+                .iter()
+                .map(|p| p.split(": ").next().unwrap_or(""))
+                .collect();
             assert_eq!(keys, expected, "{url} {timeout}: {found:?}");
         }
     }
@@ -1900,8 +1952,15 @@ mod tests {
             ]),
             ..GroupsConfig::default()
         });
-        let keys: Vec<&str> = found.iter().map(|p| p.split(": ").next().unwrap_or("")).collect();
-        assert_eq!(keys, ["groups.shapes.groups.separator", "groups.shapes.roles"], "{found:?}");
+        let keys: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(": ").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            ["groups.shapes.groups.separator", "groups.shapes.roles"],
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -1925,8 +1984,15 @@ mod tests {
             &mut warnings,
         );
         assert_eq!(problems, []);
-        let keys: Vec<&str> = warnings.iter().map(|w| w.split(':').next().unwrap_or("")).collect();
-        assert_eq!(keys, ["groups.rules[0].group", "groups.managed[1]"], "{warnings:#?}");
+        let keys: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            ["groups.rules[0].group", "groups.managed[1]"],
+            "{warnings:#?}"
+        );
     }
 
     mod fail_safe {
@@ -1942,7 +2008,15 @@ mod tests {
                 (-1e6f64..1e6).prop_map(|f| json!(f)),
                 "[ -~]{0,12}".prop_map(Value::String),
                 prop::sample::select(vec![
-                    "forum-admin", "forum-staff", "a/b", "/x/y", ";", "", " ", "name", "id"
+                    "forum-admin",
+                    "forum-staff",
+                    "a/b",
+                    "/x/y",
+                    ";",
+                    "",
+                    " ",
+                    "name",
+                    "id"
                 ])
                 .prop_map(|s| json!(s)),
             ];
@@ -1951,7 +2025,13 @@ mod tests {
                     prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                     prop::collection::btree_map(
                         prop::sample::select(vec![
-                            "name", "displayName", "value", "id", "forum-admin", "x", " "
+                            "name",
+                            "displayName",
+                            "value",
+                            "id",
+                            "forum-admin",
+                            "x",
+                            " "
                         ])
                         .prop_map(str::to_owned),
                         inner,

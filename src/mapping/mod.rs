@@ -249,7 +249,9 @@ impl Mapper {
 
         f.write_profile(&self.env, claims, &mut payload, &mut trace);
 
-        let groups = self.groups.evaluate(claims, graph, &mut trace, &mut dropped);
+        let groups = self
+            .groups
+            .evaluate(claims, graph, &mut trace, &mut dropped);
         if let GroupsOutcome::Refused { rule, message, .. } = &groups {
             refusals.push((rule.clone(), message.clone()));
         }

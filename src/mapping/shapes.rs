@@ -121,9 +121,11 @@ fn split(text: &str, shape: &SourceShape, names: &mut Vec<String>) {
 /// mean the object is a container (`realm_access`), not a name map.
 fn object_keys(map: &Map<String, Value>, names: &mut Vec<String>) -> Result<(), String> {
     if map.values().any(Value::is_array) {
-        return Err("an object with lists inside: point groups.sources at the list itself \
+        return Err(
+            "an object with lists inside: point groups.sources at the list itself \
              (e.g. `realm_access.roles`)"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let before = names.len();
     for key in map.keys() {
@@ -139,7 +141,10 @@ fn object_keys(map: &Map<String, Value>, names: &mut Vec<String>) -> Result<(), 
 }
 
 /// The field that carries the name in a list's objects.
-fn name_field<'a>(objects: &[&Map<String, Value>], shape: &'a SourceShape) -> Result<&'a str, String> {
+fn name_field<'a>(
+    objects: &[&Map<String, Value>],
+    shape: &'a SourceShape,
+) -> Result<&'a str, String> {
     if let Some(field) = shape.name_field.as_deref() {
         return Ok(field);
     }
@@ -185,9 +190,8 @@ fn read_list(items: &[Value], shape: &SourceShape, names: &mut Vec<String>) -> R
                             names.push(text.to_owned());
                         }
                     }
-                    Some(Value::Number(number)) => names.push(
-                        whole_number(number).map_err(|why| format!("item {index}: {why}"))?,
-                    ),
+                    Some(Value::Number(number)) => names
+                        .push(whole_number(number).map_err(|why| format!("item {index}: {why}"))?),
                     Some(other) => {
                         return Err(format!(
                             "item {index}: field `{field}` is a {}, not a name",
@@ -223,7 +227,10 @@ mod tests {
 
     #[test]
     fn lists_and_single_strings() {
-        assert_eq!(plain(json!([" a ", "b", null, 7])).unwrap(), ["a", "b", "7"]);
+        assert_eq!(
+            plain(json!([" a ", "b", null, 7])).unwrap(),
+            ["a", "b", "7"]
+        );
         assert_eq!(plain(json!("  writers ")).unwrap(), ["writers"]);
         assert_eq!(plain(json!("a;b")).unwrap(), ["a;b"]);
     }
@@ -234,8 +241,14 @@ mod tests {
             separator: Some(";".into()),
             ..SourceShape::default()
         };
-        assert_eq!(with(json!("a; b;;c "), semi.clone()).unwrap(), ["a", "b", "c"]);
-        assert_eq!(with(json!(["a;b", "c"]), semi.clone()).unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            with(json!("a; b;;c "), semi.clone()).unwrap(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            with(json!(["a;b", "c"]), semi.clone()).unwrap(),
+            ["a", "b", "c"]
+        );
         // With a separator, an empty string means "no groups".
         assert_eq!(with(json!(""), semi).unwrap(), Vec::<String>::new());
         let space = SourceShape {
@@ -276,7 +289,11 @@ mod tests {
             ..SourceShape::default()
         };
         assert_eq!(
-            with(json!([{"name": "a", "id": "1"}, {"name": "b", "id": 2}]), chosen).unwrap(),
+            with(
+                json!([{"name": "a", "id": "1"}, {"name": "b", "id": 2}]),
+                chosen
+            )
+            .unwrap(),
             ["1", "2"]
         );
         // Every object must carry the field once it is decided.

@@ -60,22 +60,23 @@ pub async fn member_groups(
     access_token: &str,
 ) -> GraphGroups {
     let deadline = Instant::now() + settings.timeout;
-    let answer = match tokio::time::timeout_at(
-        deadline,
-        fetch_all(http, settings, access_token, deadline),
-    )
-    .await
-    {
-        Ok(Ok(ids)) => GraphGroups::Fetched(ids),
-        Ok(Err(why)) => GraphGroups::Failed(why),
-        Err(_) => GraphGroups::Failed(format!(
-            "no complete answer within groups.graph_timeout ({})",
-            humantime::format_duration(settings.timeout)
-        )),
-    };
+    let answer =
+        match tokio::time::timeout_at(deadline, fetch_all(http, settings, access_token, deadline))
+            .await
+        {
+            Ok(Ok(ids)) => GraphGroups::Fetched(ids),
+            Ok(Err(why)) => GraphGroups::Failed(why),
+            Err(_) => GraphGroups::Failed(format!(
+                "no complete answer within groups.graph_timeout ({})",
+                humantime::format_duration(settings.timeout)
+            )),
+        };
     let outcome = match &answer {
         GraphGroups::Fetched(ids) => {
-            tracing::debug!(groups = ids.len(), "Microsoft Graph listed the user's groups");
+            tracing::debug!(
+                groups = ids.len(),
+                "Microsoft Graph listed the user's groups"
+            );
             "fetched"
         }
         GraphGroups::Failed(why) => {
@@ -269,7 +270,10 @@ mod tests {
 
     #[test]
     fn error_codes_are_kept_printable() {
-        assert_eq!(printable("Authorization_RequestDenied"), "Authorization_RequestDenied");
+        assert_eq!(
+            printable("Authorization_RequestDenied"),
+            "Authorization_RequestDenied"
+        );
         assert_eq!(printable("<b>x</b>"), "bxb");
     }
 }

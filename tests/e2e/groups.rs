@@ -44,7 +44,11 @@ async fn login(forum: &TestForum, user: &str) -> BTreeMap<String, String> {
     let authorize = browser.follow(&at_bridge);
     let callback = browser.login_at_idp(&authorize, user).await;
     let answer = browser.get(&callback).await;
-    assert_eq!(answer.status(), StatusCode::FOUND, "bridge answered the forum");
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "bridge answered the forum"
+    );
     browser.step(&answer).await;
     let logins = forum.logins();
     assert_eq!(logins.len(), before + 1, "the forum accepted the login");
@@ -78,7 +82,13 @@ async fn zitadel_roles_and_gitlab_paths_through_a_real_login() {
 
     // A shape nobody can read: the login goes ahead and changes nothing about groups or roles.
     let kim = login(&forum, "zitadel-kim").await;
-    for key in ["admin", "moderator", "add_groups", "remove_groups", "groups"] {
+    for key in [
+        "admin",
+        "moderator",
+        "add_groups",
+        "remove_groups",
+        "groups",
+    ] {
         assert_eq!(get(&kim, key), None, "{key}: {kim:?}");
     }
     drop(zitadel);
@@ -95,18 +105,17 @@ async fn zitadel_roles_and_gitlab_paths_through_a_real_login() {
 
 /// The bridge's configuration for the Entra fixture, pointed at the in-test Graph.
 fn entra_graph_config(graph: &TestGraph, timeout: &str) -> String {
-    fixture_config("entra-graph")
-        .replace(
-            "graph_timeout = \"5s\"",
-            &format!("graph_timeout = \"{timeout}\"\ngraph_url = \"{}\"", graph.base_url()),
-        )
+    fixture_config("entra-graph").replace(
+        "graph_timeout = \"5s\"",
+        &format!(
+            "graph_timeout = \"{timeout}\"\ngraph_url = \"{}\"",
+            graph.base_url()
+        ),
+    )
 }
 
 fn entra_idp() -> IdpOptions {
-    IdpOptions::default().user(
-        "priya",
-        fixture_claims("entra-graph", "overage-resolved"),
-    )
+    IdpOptions::default().user("priya", fixture_claims("entra-graph", "overage-resolved"))
 }
 
 const ENGINEERING: &str = "0b8a9c52-6a7e-4e6e-9a1b-2f6f0c4d5e6f";
@@ -125,8 +134,16 @@ async fn entra_overage_is_resolved_through_graph() {
     let _bridge = TestBridge::start(&idp, &forum, &entra_graph_config(&graph, "5s")).await;
 
     let priya = login(&forum, "priya").await;
-    assert_eq!(get(&priya, "add_groups"), Some("engineering,sales"), "{priya:?}");
-    assert_eq!(get(&priya, "remove_groups"), Some("contractors"), "{priya:?}");
+    assert_eq!(
+        get(&priya, "add_groups"),
+        Some("engineering,sales"),
+        "{priya:?}"
+    );
+    assert_eq!(
+        get(&priya, "remove_groups"),
+        Some("contractors"),
+        "{priya:?}"
+    );
     // `roles` came in the token beside the overage marker.
     assert_eq!(get(&priya, "admin"), Some("true"), "{priya:?}");
 
@@ -140,7 +157,10 @@ async fn entra_overage_is_resolved_through_graph() {
             .starts_with("/v1.0/me/transitiveMemberOf/microsoft.graph.group?"),
         "{requests:#?}"
     );
-    assert!(requests[2].path_and_query.contains("$skiptoken=2"), "{requests:#?}");
+    assert!(
+        requests[2].path_and_query.contains("$skiptoken=2"),
+        "{requests:#?}"
+    );
 }
 
 /// Every Graph failure leaves the groups unknown: the login goes ahead with no group or role
@@ -161,11 +181,21 @@ async fn graph_failures_leave_the_groups_unknown() {
     ] {
         graph.fault_next(fault.clone());
         let payload = login(&forum, "priya").await;
-        for key in ["admin", "moderator", "add_groups", "remove_groups", "groups"] {
+        for key in [
+            "admin",
+            "moderator",
+            "add_groups",
+            "remove_groups",
+            "groups",
+        ] {
             assert_eq!(get(&payload, key), None, "{fault:?} {key}: {payload:?}");
         }
     }
     // The stand-in itself accepts the bridge's token: without a fault, the groups arrive.
     let payload = login(&forum, "priya").await;
-    assert_eq!(get(&payload, "add_groups"), Some("engineering"), "{payload:?}");
+    assert_eq!(
+        get(&payload, "add_groups"),
+        Some("engineering"),
+        "{payload:?}"
+    );
 }

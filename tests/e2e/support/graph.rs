@@ -98,9 +98,10 @@ impl TestGraph {
 
     /// The user's groups (object ids), direct and transitive.
     pub fn set_groups(&self, sub: &str, ids: &[&str]) {
-        self.lock()
-            .groups
-            .insert(sub.to_owned(), ids.iter().map(|s| (*s).to_owned()).collect());
+        self.lock().groups.insert(
+            sub.to_owned(),
+            ids.iter().map(|s| (*s).to_owned()).collect(),
+        );
     }
 
     /// Queues a fault for the next request.
@@ -146,7 +147,14 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         (s.faults.pop_front(), s.userinfo_url.clone())
     };
-    let response = answer(&state, request.uri(), token.as_deref(), fault, &userinfo_url).await;
+    let response = answer(
+        &state,
+        request.uri(),
+        token.as_deref(),
+        fault,
+        &userinfo_url,
+    )
+    .await;
     state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -231,11 +239,10 @@ async fn answer(
             "Access token validation failure. Invalid audience.",
         );
     };
-    let query: BTreeMap<String, String> = url::form_urlencoded::parse(
-        uri.query().unwrap_or("").as_bytes(),
-    )
-    .into_owned()
-    .collect();
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let skip: usize = query
         .get("$skiptoken")
         .and_then(|s| s.parse().ok())
@@ -267,7 +274,10 @@ async fn answer(
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json;odata.metadata=minimal")],
+        [(
+            header::CONTENT_TYPE,
+            "application/json;odata.metadata=minimal",
+        )],
         body.to_string(),
     )
         .into_response()

@@ -287,8 +287,12 @@ impl TestIdp {
     /// Adds or replaces a user after start. Claim names and JSON shapes are free: a name the OP
     /// did not know is released in the openid scope from the next login on.
     pub async fn set_user(&self, sub: &str, claims: Value) {
-        self.control("POST", "/__test/user", json!({ "sub": sub, "claims": claims }))
-            .await;
+        self.control(
+            "POST",
+            "/__test/user",
+            json!({ "sub": sub, "claims": claims }),
+        )
+        .await;
     }
 
     /// Adds or replaces a client after start (the relying party's URL is often known later).
