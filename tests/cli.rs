@@ -232,3 +232,36 @@ fn explain_names_an_unreadable_group_claim() {
     assert!(text.contains("admin              : not sent"), "{text}");
     assert!(text.contains("remove_groups      : (none)"), "{text}");
 }
+
+/// `check` warns about group entries that can never match what the sources and rules produce.
+#[test]
+fn check_warns_about_group_entries_that_can_never_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}\n[groups]\npaths = \"leaf\"\nmanaged = [\"writers\", \"alumni\"]\n\
+             [groups.rename]\n\"forum-writers\" = \"writers\"\n\
+             [[groups.rules]]\ngroup = \"/staff/admins\"\nadmin = true\n\
+             [access]\nallowed_groups = [\"members\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for key in [
+        "groups.rules[0].group",
+        "groups.managed[1]",
+        "access.allowed_groups[0]",
+    ] {
+        assert!(stdout.contains(key), "{key}: {stdout}");
+    }
+    assert!(!stdout.contains("groups.managed[0]"), "{stdout}");
+}
