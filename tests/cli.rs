@@ -244,7 +244,7 @@ fn check_warns_about_group_entries_that_can_never_match() {
             "{BASE}\n[groups]\npaths = \"leaf\"\nmanaged = [\"writers\", \"alumni\"]\n\
              [groups.rename]\n\"forum-writers\" = \"writers\"\n\
              [[groups.rules]]\ngroup = \"/staff/admins\"\nadmin = true\n\
-             [access]\nallowed_groups = [\"members\"]\n"
+             [access]\nallowed_groups = [\"members\", \"team_*\", \"writ*\"]\n"
         ),
     )
     .unwrap();
@@ -260,8 +260,10 @@ fn check_warns_about_group_entries_that_can_never_match() {
         "groups.rules[0].group",
         "groups.managed[1]",
         "access.allowed_groups[0]",
+        "access.allowed_groups[1]",
     ] {
         assert!(stdout.contains(key), "{key}: {stdout}");
     }
     assert!(!stdout.contains("groups.managed[0]"), "{stdout}");
+    assert!(!stdout.contains("access.allowed_groups[2]"), "{stdout}");
 }

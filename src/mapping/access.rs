@@ -111,6 +111,12 @@ impl CompiledAccess {
                             "{key}: no rename or group rule produces `{pattern}` (and \
                              groups.unmatched is \"drop\"), so this entry never admits anyone"
                         ));
+                    } else if !glob.is_literal() && groups.can_produce_match(&glob) == Some(false) {
+                        warnings.push(format!(
+                            "{key}: pattern `{pattern}` matches no group name a rename or group \
+                             rule produces (and groups.unmatched is \"drop\"), so this entry \
+                             never admits anyone"
+                        ));
                     }
                     allowed_groups.push(glob);
                 }

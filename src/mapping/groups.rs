@@ -707,6 +707,16 @@ impl CompiledGroups {
         }
     }
 
+    /// Whether some name this config can produce matches `glob`; `None` when rules with
+    /// captures or `unmatched = "keep"` make that unknowable.
+    pub fn can_produce_match(&self, glob: &Glob) -> Option<bool> {
+        if self.open_ended {
+            None
+        } else {
+            Some(self.known_names.iter().any(|n| glob.matches(n)))
+        }
+    }
+
     /// The claims the groups are read from.
     pub(super) fn claim_paths(&self) -> &[ClaimPath] {
         &self.source_paths
@@ -1232,38 +1242,69 @@ fn compile_graph(
     })
 }
 
-/// Warns about `group = …` rules that the configured path handling makes impossible to match.
+/// Why an IdP name written in a rename or a `group = …` rule can never be seen by it, if so:
+/// the steps before renames and rules (paths, prefix stripping) never leave such a name.
+fn unreachable_name(
+    config: &GroupsConfig,
+    sources: &[CompiledSource],
+    name: &str,
+) -> Option<String> {
+    if config.paths != PathMode::Keep
+        && let Some(source) = sources.iter().find(|s| name.contains(s.delimiter.as_str()))
+    {
+        let (mode, hint) = match config.paths {
+            PathMode::Leaf => ("leaf", "write only the last segment"),
+            PathMode::Flatten => (
+                "flatten",
+                "write the segments joined with groups.path_separator",
+            ),
+            _ => (
+                "expand",
+                "write the segments joined with groups.path_separator",
+            ),
+        };
+        return Some(format!(
+            "`{name}` is a path, but groups.paths = \"{mode}\" turns paths from claim `{}` into \
+             names without `{}`; {hint}",
+            source.path.as_str(),
+            source.delimiter
+        ));
+    }
+    config
+        .strip_prefixes
+        .iter()
+        .find(|prefix| {
+            !prefix.is_empty()
+                && strip_prefix_ignore_case(name, prefix).is_some_and(|rest| !rest.is_empty())
+        })
+        .map(|prefix| {
+            format!(
+                "`{name}` starts with `{prefix}`, which groups.strip_prefixes removes before \
+                 renames and rules see the name; write it without the prefix"
+            )
+        })
+}
+
+/// Warns about renames and `group = …` rules that can never match (see [`unreachable_name`]).
 fn never_matching_rules(
     config: &GroupsConfig,
     sources: &[CompiledSource],
     warnings: &mut Vec<String>,
 ) {
-    if config.paths == PathMode::Keep {
-        return;
+    for from in config.rename.keys() {
+        if let Some(why) = unreachable_name(config, sources, from) {
+            warnings.push(format!(
+                "groups.rename.{}: {why}, so this rename never applies",
+                quote_key(from)
+            ));
+        }
     }
     for (index, rule) in config.rules.iter().enumerate() {
-        let Some(group) = &rule.group else {
-            continue;
-        };
-        if let Some(source) = sources
-            .iter()
-            .find(|s| group.contains(s.delimiter.as_str()))
+        if let Some(group) = &rule.group
+            && let Some(why) = unreachable_name(config, sources, group)
         {
-            let hint = match config.paths {
-                PathMode::Leaf => "write only the last segment",
-                _ => "write the segments joined with groups.path_separator",
-            };
             warnings.push(format!(
-                "groups.rules[{index}].group: `{group}` is a path, but groups.paths = \"{}\" \
-                 turns paths from claim `{}` into names without `{}`, so this rule never \
-                 matches; {hint}",
-                match config.paths {
-                    PathMode::Leaf => "leaf",
-                    PathMode::Flatten => "flatten",
-                    _ => "expand",
-                },
-                source.path.as_str(),
-                source.delimiter
+                "groups.rules[{index}].group: {why}, so this rule never matches"
             ));
         }
     }
@@ -1975,7 +2016,11 @@ mod tests {
                     admin: true,
                     ..GroupRule::default()
                 }],
-                rename: BTreeMap::from([("x".to_owned(), OneOrMany::One("xxx".to_owned()))]),
+                rename: BTreeMap::from([
+                    ("x".to_owned(), OneOrMany::One("xxx".to_owned())),
+                    ("app_y".to_owned(), OneOrMany::One("yyy".to_owned())),
+                ]),
+                strip_prefixes: vec!["app_".to_owned()],
                 managed: vec!["xxx".to_owned(), "gone".to_owned()],
                 ..GroupsConfig::default()
             },
@@ -1990,7 +2035,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["groups.rules[0].group", "groups.managed[1]"],
+            [
+                "groups.rename.app_y",
+                "groups.rules[0].group",
+                "groups.managed[1]"
+            ],
             "{warnings:#?}"
         );
     }

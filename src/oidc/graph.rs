@@ -59,7 +59,8 @@ pub async fn member_groups(
     settings: &GraphSettings,
     access_token: &str,
 ) -> GraphGroups {
-    let deadline = Instant::now() + settings.timeout;
+    let now = Instant::now();
+    let deadline = now.checked_add(settings.timeout).unwrap_or(now);
     let answer =
         match tokio::time::timeout_at(deadline, fetch_all(http, settings, access_token, deadline))
             .await
@@ -117,7 +118,17 @@ async fn fetch_all(
             || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
         {
             let wait = retry_after(&response).unwrap_or(Duration::from_secs(1));
-            if retries == MAX_RETRIES || Instant::now() + wait >= deadline {
+            if retries == MAX_RETRIES {
+                return Err(format!(
+                    "throttled ({}) {} times in a row",
+                    status.as_u16(),
+                    MAX_RETRIES + 1
+                ));
+            }
+            if Instant::now()
+                .checked_add(wait)
+                .is_none_or(|until| until >= deadline)
+            {
                 return Err(format!(
                     "throttled ({}), and Retry-After ({}) does not fit groups.graph_timeout",
                     status.as_u16(),
