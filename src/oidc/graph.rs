@@ -1,8 +1,11 @@
 //! Microsoft Graph lookup of a user's groups, for Entra ID tokens that carry the groups overage
 //! marker instead of the `groups` claim (`groups.overage = "graph"`). Follows Microsoft Graph
-//! v1.0 "List a user's transitive memberships" (`GET /me/transitiveMemberOf/microsoft.graph.group`)
-//! with the login's own delegated access token, server-driven paging (`@odata.nextLink`) and the
-//! throttling guidance (429/503 with `Retry-After`).
+//! v1.0 "List a user's transitive memberships" (`GET /me/transitiveMemberOf`) with the login's
+//! own delegated access token, server-driven paging (`@odata.nextLink`) and the throttling
+//! guidance (429/503 with `Retry-After`). The answer also lists directory roles and
+//! administrative units; only `#microsoft.graph.group` objects are kept. (The OData cast
+//! `/microsoft.graph.group` would need Graph's advanced queries: `ConsistencyLevel: eventual`
+//! and `$count`.)
 //!
 //! Every failure becomes [`GraphGroups::Failed`] with a reason free of tokens and claim values;
 //! the mapping then treats the groups as unknown. Nothing here fails a login by itself.
@@ -31,8 +34,13 @@ struct Page {
 
 #[derive(Debug, Deserialize)]
 struct DirectoryObject {
+    #[serde(rename = "@odata.type")]
+    odata_type: Option<String>,
     id: Option<String>,
 }
+
+/// The `@odata.type` of a group in a directory object list.
+const GROUP_TYPE: &str = "#microsoft.graph.group";
 
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -44,11 +52,11 @@ struct ErrorDetail {
     code: Option<String>,
 }
 
-/// The first request: every group the signed-in user belongs to, directly or through nested
-/// groups, object ids only.
+/// The first request: every group, directory role and administrative unit the signed-in user
+/// belongs to, directly or through nested groups, ids (and types) only, 999 a page (the maximum).
 pub fn first_page_url(base: &url::Url) -> String {
     format!(
-        "{}/me/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999",
+        "{}/me/transitiveMemberOf?$select=id&$top=999",
         base.as_str().trim_end_matches('/')
     )
 }
@@ -166,6 +174,14 @@ async fn fetch_all(
         let page: Page = serde_json::from_slice(&body)
             .map_err(|e| format!("Graph sent a page that is not a directory object list: {e}"))?;
         for object in page.value {
+            // Directory roles and administrative units are not groups.
+            if object
+                .odata_type
+                .as_deref()
+                .is_some_and(|t| t != GROUP_TYPE)
+            {
+                continue;
+            }
             match object.id {
                 Some(id) if !id.trim().is_empty() => ids.push(id),
                 _ => return Err("Graph sent a group without an id".to_owned()),
@@ -275,7 +291,7 @@ mod tests {
         }
         assert_eq!(
             first_page_url(&base),
-            "https://graph.microsoft.com/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999"
+            "https://graph.microsoft.com/v1.0/me/transitiveMemberOf?$select=id&$top=999"
         );
     }
 

@@ -1,7 +1,9 @@
 //! An in-test Microsoft Graph for the Entra groups-overage lookup, behaving like the documented
-//! v1.0 API for the one call the bridge makes: `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`
-//! with a delegated bearer token; `$select`, `$top` and server-driven paging through
-//! `@odata.nextLink` (`$skiptoken`); error bodies `{"error": {"code", "message"}}` with 401
+//! v1.0 API for the one call the bridge makes: `GET /v1.0/me/transitiveMemberOf` with a
+//! delegated bearer token, listing groups and, like Graph, directory roles (every user with a
+//! role has one); `$select`, `$top` and server-driven paging through `@odata.nextLink`
+//! (`$skiptoken`); the OData cast `/microsoft.graph.group` without `ConsistencyLevel: eventual`
+//! is refused with 400 `Request_UnsupportedQuery`, as Graph does; error bodies `{"error": {"code", "message"}}` with 401
 //! `InvalidAuthenticationToken`, 403 `Authorization_RequestDenied` and 429 `TooManyRequests`
 //! with `Retry-After`.
 //!
@@ -33,7 +35,7 @@ pub enum GraphFault {
 /// One request the stand-in received.
 #[derive(Debug, Clone)]
 pub struct GraphRequest {
-    /// Path and query, e.g. `/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999`.
+    /// Path and query, e.g. `/v1.0/me/transitiveMemberOf?$select=id&$top=999`.
     pub path_and_query: String,
     pub had_bearer_token: bool,
     pub status: u16,
@@ -96,7 +98,8 @@ impl TestGraph {
         &self.base
     }
 
-    /// The user's groups (object ids), direct and transitive.
+    /// The user's groups (object ids), direct and transitive. Lists also carry one directory
+    /// role object, which is not a group.
     pub fn set_groups(&self, sub: &str, ids: &[&str]) {
         self.lock().groups.insert(
             sub.to_owned(),
@@ -204,7 +207,14 @@ async fn answer(
         }
         None => {}
     }
-    if uri.path() != "/v1.0/me/transitiveMemberOf/microsoft.graph.group" {
+    if uri.path() == "/v1.0/me/transitiveMemberOf/microsoft.graph.group" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Request_UnsupportedQuery",
+            "Request with OData cast requires the ConsistencyLevel header and $count.",
+        );
+    }
+    if uri.path() != "/v1.0/me/transitiveMemberOf" {
         return error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -248,26 +258,32 @@ async fn answer(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let s = state.lock().unwrap_or_else(|e| e.into_inner());
-    let ids = s.groups.get(&sub).cloned().unwrap_or_default();
+    let mut objects: Vec<Value> = s
+        .groups
+        .get(&sub)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| json!({"@odata.type": "#microsoft.graph.group", "id": id}))
+        .collect();
+    objects.insert(
+        objects.len() / 2,
+        json!({"@odata.type": "#microsoft.graph.directoryRole", "id": "62e90394-69f5-4237-9190-012177145e10"}),
+    );
     let top: usize = query
         .get("$top")
         .and_then(|t| t.parse().ok())
         .unwrap_or(100)
         .min(999);
     let size = s.page_size.min(top.max(1));
-    let page: Vec<Value> = ids
-        .iter()
-        .skip(skip)
-        .take(size)
-        .map(|id| json!({"@odata.type": "#microsoft.graph.group", "id": id}))
-        .collect();
+    let page: Vec<Value> = objects.iter().skip(skip).take(size).cloned().collect();
     let mut body = json!({
         "@odata.context": format!("{}/$metadata#directoryObjects(id)", s.base),
         "value": page,
     });
-    if skip + size < ids.len() {
+    if skip + size < objects.len() {
         body["@odata.nextLink"] = json!(format!(
-            "{}/me/transitiveMemberOf/microsoft.graph.group?$select=id&$top={top}&$skiptoken={}",
+            "{}/me/transitiveMemberOf?$select=id&$top={top}&$skiptoken={}",
             s.base,
             skip + size
         ));
