@@ -229,6 +229,10 @@ fn explain_names_an_unreadable_group_claim() {
         text.contains("groups <- groups.unreadable: claim `urn:zitadel:iam:org:project:roles` is a JSON boolean"),
         "{text}"
     );
+    assert!(
+        text.contains("  UNKNOWN (rule groups.unreadable)"),
+        "{text}"
+    );
     assert!(text.contains("admin              : not sent"), "{text}");
     assert!(text.contains("remove_groups      : (none)"), "{text}");
 }
