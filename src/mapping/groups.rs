@@ -2044,6 +2044,42 @@ mod tests {
         );
     }
 
+    /// The warning for an unreadable claim names the claim and its JSON type, never a value.
+    #[test]
+    fn unreadable_claim_warning_shows_no_values() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let compiled = compile(keep_all());
+        tracing::subscriber::with_default(subscriber, || {
+            compiled.evaluate(
+                &claims(json!({"groups": {"secret-team": ["secret-member"]}})),
+                None,
+                &mut Vec::new(),
+                &mut Vec::new(),
+            );
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("claim=\"groups\""), "{log}");
+        assert!(log.contains("json_type=\"object\""), "{log}");
+        assert!(!log.contains("secret"), "{log}");
+    }
+
     mod fail_safe {
         use super::*;
         use crate::mapping::shapes;

@@ -103,6 +103,34 @@ async fn zitadel_roles_and_gitlab_paths_through_a_real_login() {
     assert_eq!(get(&lee, "remove_groups"), None, "{lee:?}");
 }
 
+/// A delimited string and lists of objects, through a real login, with the fixtures' configs.
+#[tokio::test]
+async fn delimited_strings_and_object_lists_through_a_real_login() {
+    let idp = TestIdp::start(IdpOptions::default()).await;
+    idp.set_user("mia", fixture_claims("delimited", "member"))
+        .await;
+    idp.set_user("noor", fixture_claims("objects", "member"))
+        .await;
+    let forum = TestForum::start(ForumOptions::default()).await;
+
+    let delimited = TestBridge::start(&idp, &forum, &fixture_config("delimited")).await;
+    let mia = login(&forum, "mia").await;
+    assert_eq!(get(&mia, "add_groups"), Some("sales,writers"), "{mia:?}");
+    assert_eq!(get(&mia, "remove_groups"), Some("editors"), "{mia:?}");
+    assert_eq!(get(&mia, "moderator"), Some("true"), "{mia:?}");
+    drop(delimited);
+
+    let _objects = TestBridge::start(&idp, &forum, &fixture_config("objects")).await;
+    let noor = login(&forum, "noor").await;
+    assert_eq!(
+        get(&noor, "add_groups"),
+        Some("team_green,team_red,writers"),
+        "{noor:?}"
+    );
+    assert_eq!(get(&noor, "remove_groups"), Some("team_blue"), "{noor:?}");
+    assert_eq!(get(&noor, "admin"), Some("true"), "{noor:?}");
+}
+
 /// The bridge's configuration for the Entra fixture, pointed at the in-test Graph.
 fn entra_graph_config(graph: &TestGraph, timeout: &str) -> String {
     fixture_config("entra-graph").replace(
