@@ -15,7 +15,9 @@ pub mod forum;
 pub mod graph;
 pub mod idp;
 pub mod node;
+pub mod proxy;
 pub mod skip;
+pub mod tls;
 
 // Re-exports for the flow tests.
 pub use bridge::TestBridge;
