@@ -24,11 +24,12 @@ pub(crate) const ENV_SEPARATOR: &str = "__";
 
 /// Keys whose values are secrets: never shown in messages, never parsed as arrays from the
 /// environment, and each also readable from `<key>_file`.
-pub(crate) const SECRET_KEYS: [(&str, &str); 4] = [
+pub(crate) const SECRET_KEYS: [(&str, &str); 5] = [
     ("discourse", "connect_secret"),
     ("discourse", "api_key"),
     ("oidc", "client_secret"),
     ("session", "secret"),
+    ("store", "url"),
 ];
 
 /// The environment variable that sets `section.key`, e.g. `BRIDGE_OIDC__CLIENT_SECRET`.

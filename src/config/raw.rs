@@ -166,6 +166,15 @@ impl Default for RawLogout {
 pub(crate) struct RawStore {
     pub(crate) path: PathBuf,
     pub(crate) commit_interval: String,
+    pub(crate) url: Option<RawSecret>,
+    pub(crate) url_file: Option<PathBuf>,
+    pub(crate) pool_size: usize,
+    pub(crate) connect_timeout: String,
+    pub(crate) query_timeout: String,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) relay_lease: String,
+    pub(crate) poll_interval: String,
+    pub(crate) login_buffer: usize,
 }
 
 impl Default for RawStore {
@@ -173,6 +182,15 @@ impl Default for RawStore {
         Self {
             path: PathBuf::from("data"),
             commit_interval: "100ms".to_owned(),
+            url: None,
+            url_file: None,
+            pool_size: 8,
+            connect_timeout: "5s".to_owned(),
+            query_timeout: "10s".to_owned(),
+            ca_file: None,
+            relay_lease: "2m".to_owned(),
+            poll_interval: "1s".to_owned(),
+            login_buffer: 10_000,
         }
     }
 }

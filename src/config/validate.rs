@@ -682,9 +682,84 @@ fn store(raw: RawStore, found: &mut Problems<'_>) -> Option<StoreConfig> {
         found.add("store.path", "must not be empty");
         return None;
     }
+    let connect_timeout = duration(
+        "store.connect_timeout",
+        &raw.connect_timeout,
+        Bound::Positive,
+        found,
+    );
+    let query_timeout = duration(
+        "store.query_timeout",
+        &raw.query_timeout,
+        Bound::Positive,
+        found,
+    );
+    let relay_lease = duration(
+        "store.relay_lease",
+        &raw.relay_lease,
+        Bound::Positive,
+        found,
+    );
+    let poll_interval = duration(
+        "store.poll_interval",
+        &raw.poll_interval,
+        Bound::Positive,
+        found,
+    );
+    if raw.pool_size == 0 || raw.pool_size > 1000 {
+        found.add("store.pool_size", "must be between 1 and 1000");
+        return None;
+    }
+    if raw.login_buffer == 0 {
+        found.add("store.login_buffer", "must be at least 1");
+        return None;
+    }
+    if let Some(lease) = relay_lease
+        && lease < Duration::from_secs(1)
+    {
+        found.add(
+            "store.relay_lease",
+            "must be at least 1s: a lease shorter than one delivery would let two replicas \
+             deliver the same job",
+        );
+        return None;
+    }
+    let postgres = match secret("store.url", raw.url, raw.url_file, found) {
+        SecretInput::Broken => return None,
+        SecretInput::Missing => {
+            if raw.ca_file.is_some() {
+                found.add("store.ca_file", "is only used with store.url (PostgreSQL)");
+                return None;
+            }
+            None
+        }
+        SecretInput::Given(url) => {
+            if let Err(problem) = crate::store::postgres::parse_url(url.expose_secret()) {
+                found.add("store.url", problem);
+                return None;
+            }
+            if let Some(path) = &raw.ca_file
+                && let Err(error) = crate::store::postgres::load_ca_file(path)
+            {
+                found.add("store.ca_file", error.to_string());
+                return None;
+            }
+            Some(crate::store::PgSettings {
+                url,
+                pool_size: raw.pool_size,
+                connect_timeout: connect_timeout?,
+                query_timeout: query_timeout?,
+                ca_file: raw.ca_file,
+            })
+        }
+    };
     Some(StoreConfig {
         path: raw.path,
         commit_interval: commit_interval?,
+        postgres,
+        relay_lease: relay_lease?,
+        poll_interval: poll_interval?,
+        login_buffer: raw.login_buffer,
     })
 }
 

@@ -13,4 +13,6 @@ mod login;
 mod logout;
 mod mapping;
 mod ops;
+mod replicas;
+mod store_suite;
 mod support;

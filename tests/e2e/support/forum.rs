@@ -159,6 +159,10 @@ struct ForumState {
     admin_calls: Vec<AdminCall>,
     syncs: Vec<BTreeMap<String, String>>,
     failures: Vec<FailureRule>,
+    /// Admin API calls wait (unanswered) while this is set: a Discourse that hangs.
+    admin_held: bool,
+    /// Admin API calls waiting right now.
+    admin_waiting: usize,
 }
 
 type Shared = Arc<Mutex<ForumState>>;
@@ -192,6 +196,8 @@ impl TestForum {
             admin_calls: Vec::new(),
             syncs: Vec::new(),
             failures: Vec::new(),
+            admin_held: false,
+            admin_waiting: 0,
         }));
         let app = Router::new()
             .fallback(handle)
@@ -320,6 +326,16 @@ impl TestForum {
             status,
             remaining: None,
         });
+    }
+
+    /// While `held`, admin API calls get no answer (they wait, and are served once released).
+    pub fn hold_admin_calls(&self, held: bool) {
+        self.lock().admin_held = held;
+    }
+
+    /// Admin API calls waiting for `hold_admin_calls(false)`.
+    pub fn held_admin_calls(&self) -> usize {
+        self.lock().admin_waiting
     }
 
     pub fn clear_failures(&self) {
@@ -529,6 +545,13 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         || path.starts_with("/users/by-external/")
         || path.starts_with("/admin/")
     {
+        if lock(&state).admin_held {
+            lock(&state).admin_waiting += 1;
+            while lock(&state).admin_held {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lock(&state).admin_waiting -= 1;
+        }
         return admin(&state, &method, &path, query.as_deref(), &headers, &body);
     }
     match (method.clone(), path.as_str()) {

@@ -15,6 +15,7 @@ pub mod forum;
 pub mod graph;
 pub mod idp;
 pub mod node;
+pub mod postgres;
 pub mod proxy;
 pub mod skip;
 pub mod tls;
