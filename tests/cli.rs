@@ -314,3 +314,104 @@ fn explain_accepts_a_scim_user() {
     assert_eq!(report["payload"]["name"], "Alice Example");
     assert_eq!(report["payload"]["add_groups"], "engineering");
 }
+
+/// Issue 13's two failing inputs through the real `explain` command: Zitadel's roles object and
+/// GitLab's nested paths without a leading slash give the right groups and roles, and the
+/// report is the one the fixture expects.
+#[test]
+fn explain_reads_zitadel_roles_and_gitlab_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    for (idp, case, add, admin) in [
+        ("zitadel", "project-roles", "forum_staff", Some(true)),
+        ("gitlab", "nested", "platform,platform-backend", None),
+    ] {
+        let config = config_with_mapping(&dir, idp);
+        let out = bin()
+            .args(["explain", "--json", "--config"])
+            .arg(&config)
+            .arg("--claims")
+            .arg(fixture(&format!("{idp}/{case}.claims.json")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["payload"]["add_groups"], add, "{idp}: {report:#}");
+        assert!(
+            report["remove_groups"].as_array().unwrap().is_empty(),
+            "{idp}"
+        );
+        assert_eq!(report["admin"].as_bool(), admin, "{idp}");
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("{idp}/{case}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["payload"], expected["payload"], "{idp}");
+    }
+}
+
+/// A claim nobody can read: `explain` says why the groups are unknown, naming the claim and its
+/// JSON type, and sends nothing about groups or roles.
+#[test]
+fn explain_names_an_unreadable_group_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_mapping(&dir, "zitadel");
+    let out = bin()
+        .args(["explain", "--config"])
+        .arg(&config)
+        .arg("--claims")
+        .arg(fixture("zitadel/unreadable.claims.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("groups <- groups.unreadable: claim `urn:zitadel:iam:org:project:roles` is a JSON boolean"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  UNKNOWN (rule groups.unreadable)"),
+        "{text}"
+    );
+    assert!(text.contains("admin              : not sent"), "{text}");
+    assert!(text.contains("remove_groups      : (none)"), "{text}");
+}
+
+/// `check` warns about group entries that can never match what the sources and rules produce.
+#[test]
+fn check_warns_about_group_entries_that_can_never_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}\n[groups]\npaths = \"leaf\"\nmanaged = [\"writers\", \"alumni\"]\n\
+             [groups.rename]\n\"forum-writers\" = \"writers\"\n\
+             [[groups.rules]]\ngroup = \"/staff/admins\"\nadmin = true\n\
+             [access]\nallowed_groups = [\"members\", \"team_*\", \"writ*\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for key in [
+        "groups.rules[0].group",
+        "groups.managed[1]",
+        "access.allowed_groups[0]",
+        "access.allowed_groups[1]",
+    ] {
+        assert!(stdout.contains(key), "{key}: {stdout}");
+    }
+    assert!(!stdout.contains("groups.managed[0]"), "{stdout}");
+    assert!(!stdout.contains("access.allowed_groups[2]"), "{stdout}");
+}

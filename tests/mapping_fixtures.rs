@@ -10,6 +10,9 @@
 //! - `dropped_groups`: the group names not sent, in order;
 //! - `rules` (optional): output → the config key the trace names for it;
 //! - `warnings` (optional): the keys of the config warnings.
+//!
+//! A case may also have `<case>.graph.json`, Microsoft Graph's answer for an Entra overage login
+//! as the login flow would pass it: `{"fetched": [group object ids]}` or `{"failed": "reason"}`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +21,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use discourse_oidc_bridge::mapping::explain::{Report, render_text};
-use discourse_oidc_bridge::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
+use discourse_oidc_bridge::mapping::{
+    AccessConfig, GraphGroups, GroupsConfig, Mapper, MappingConfig,
+};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::Deserialize;
@@ -47,6 +52,13 @@ struct Expected {
     rules: BTreeMap<String, String>,
     #[serde(default)]
     warnings: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum GraphAnswer {
+    Fetched(Vec<String>),
+    Failed(String),
 }
 
 fn fixtures_dir() -> PathBuf {
@@ -90,7 +102,22 @@ fn check_idp(idp: &str) -> Vec<String> {
         let expected: Expected =
             serde_json::from_str(&read(&dir.join(format!("{case}.expected.json"))))
                 .unwrap_or_else(|e| panic!("{idp}/{case}.expected.json: {e}"));
-        let outcome = mapper.map(&claims);
+        let graph_path = dir.join(format!("{case}.graph.json"));
+        let graph = graph_path.exists().then(|| {
+            match serde_json::from_str::<GraphAnswer>(&read(&graph_path))
+                .unwrap_or_else(|e| panic!("{idp}/{case}.graph.json: {e}"))
+            {
+                GraphAnswer::Fetched(ids) => GraphGroups::Fetched(ids),
+                GraphAnswer::Failed(why) => GraphGroups::Failed(why),
+            }
+        });
+        if graph.is_some() {
+            assert!(
+                mapper.graph_lookup(&claims).is_some(),
+                "{idp}/{case}: a Graph answer for a login that would not ask Graph"
+            );
+        }
+        let outcome = mapper.map_with(&claims, graph.as_ref());
         let report = Report::from(&outcome);
         let context = format!("{idp}/{case}\n{}", render_text(&outcome));
 
@@ -155,6 +182,39 @@ fn authentik_unverified_email_requires_activation() {
     assert_eq!(check_idp("authentik"), ["unverified"]);
 }
 
+/// Issue 13, first input: Zitadel's roles object (keys are the role names).
+#[test]
+fn zitadel_project_roles_objects() {
+    assert_eq!(
+        check_idp("zitadel"),
+        ["project-roles", "project-specific", "unreadable"]
+    );
+}
+
+/// Issue 13, second input: GitLab's nested group paths without a leading slash.
+#[test]
+fn gitlab_group_paths_without_leading_slash() {
+    assert_eq!(check_idp("gitlab"), ["left-backend", "nested"]);
+}
+
+#[test]
+fn delimited_string_groups() {
+    assert_eq!(check_idp("delimited"), ["member"]);
+}
+
+#[test]
+fn lists_of_group_objects() {
+    assert_eq!(check_idp("objects"), ["ambiguous", "member"]);
+}
+
+#[test]
+fn entra_overage_resolved_through_graph() {
+    assert_eq!(
+        check_idp("entra-graph"),
+        ["graph-failed", "graph-not-asked", "overage-resolved"]
+    );
+}
+
 /// Every fixture directory is covered by a test above.
 #[test]
 fn no_fixture_is_left_unchecked() {
@@ -170,7 +230,21 @@ fn no_fixture_is_left_unchecked() {
         })
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["authentik", "entra", "google", "keycloak", "okta"]);
+    assert_eq!(
+        dirs,
+        [
+            "authentik",
+            "delimited",
+            "entra",
+            "entra-graph",
+            "gitlab",
+            "google",
+            "keycloak",
+            "objects",
+            "okta",
+            "zitadel"
+        ]
+    );
 }
 
 /// The Keycloak, Google and Entra fixtures use exactly the examples in the example config, so

@@ -187,6 +187,7 @@ impl LoginService {
         tracing::Span::current().record("sub", verified.subject.as_str());
         let mapper = self.mapping.mapper();
         let id_token_claims = std::mem::take(&mut verified.claims);
+        let access_token = tokens.access_token.clone();
         let claims = claims_with_userinfo(
             &provider,
             &mapper,
@@ -195,7 +196,16 @@ impl LoginService {
             tokens.access_token,
         )
         .await?;
-        let mapped = mapper.map(&claims).inspect_err(|_| {
+        // Entra groups overage with `groups.overage = "graph"`: ask Microsoft Graph. A failure
+        // only makes the groups unknown; the mapping decides what that means.
+        let graph = match mapper.graph_lookup(&claims) {
+            Some(settings) => Some(
+                crate::oidc::graph::member_groups(provider.http(), settings, access_token.secret())
+                    .await,
+            ),
+            None => None,
+        };
+        let mapped = mapper.map_with(&claims, graph.as_ref()).inspect_err(|_| {
             metrics::counter!("bridge_logins_denied_total").increment(1);
         })?;
         let mut payload = mapped.payload;

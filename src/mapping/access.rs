@@ -111,6 +111,12 @@ impl CompiledAccess {
                             "{key}: no rename or group rule produces `{pattern}` (and \
                              groups.unmatched is \"drop\"), so this entry never admits anyone"
                         ));
+                    } else if !glob.is_literal() && groups.can_produce_match(&glob) == Some(false) {
+                        warnings.push(format!(
+                            "{key}: pattern `{pattern}` matches no group name a rename or group \
+                             rule produces (and groups.unmatched is \"drop\"), so this entry \
+                             never admits anyone"
+                        ));
                     }
                     allowed_groups.push(glob);
                 }
@@ -284,7 +290,8 @@ impl CompiledAccess {
                 GroupsOutcome::Unknown { .. } | GroupsOutcome::Refused { .. } => refuse(
                     rule,
                     "Your group memberships could not be read from the identity provider, so \
-                     this forum cannot check whether you may use it.",
+                     this forum cannot check whether you may use it. This is not something you \
+                     can fix: contact the forum's administrators.",
                     "the user's groups are unknown".to_owned(),
                     trace,
                 ),

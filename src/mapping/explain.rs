@@ -138,6 +138,15 @@ pub fn render_text(outcome: &Outcome) -> String {
             let _ = writeln!(out, "  {key:<width$} = {value}");
         }
         out.push_str("\nGroups and roles:\n");
+        if let Some(unknown) = report.trace.iter().find(|t| {
+            t.output == "groups" && t.value.is_none() && t.note.contains("groups unknown")
+        }) {
+            let _ = writeln!(
+                out,
+                "  UNKNOWN (rule {}): nothing about groups or roles is sent; the trace says why",
+                unknown.rule
+            );
+        }
         match &report.groups {
             Some(groups) => {
                 let _ = writeln!(out, "  groups (full list) : {}", list(groups));

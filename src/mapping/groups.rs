@@ -1,10 +1,18 @@
 //! `[groups]`: turns the IdP's group and role claims into Discourse group names and the
 //! `admin`/`moderator` flags, following DiscourseConnect's group semantics (`add_groups` /
 //! `remove_groups`, or the full `groups` list under `discourse_connect_overrides_groups`) and
-//! Discourse's group-name rules. Handles Keycloak full group paths and Entra ID object ids and
-//! groups overage (Microsoft identity platform "groups overage claim").
+//! Discourse's group-name rules. Reads every common claim shape (see [`super::shapes`]), group
+//! paths with or without a leading delimiter (Keycloak `/a/b`, GitLab `a/b`), Entra ID object
+//! ids and the groups overage marker (Microsoft identity platform "groups overage claim"),
+//! optionally resolved through Microsoft Graph by the login flow.
+//!
+//! Fail safe: when a source is present but cannot be read, or the overage cannot be resolved,
+//! the groups are *unknown*: nothing about groups or roles is sent (or the login is refused
+//! where sending nothing would empty the user's groups), never "no groups".
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
@@ -12,6 +20,7 @@ use serde_json::{Map, Value};
 
 use super::TraceEntry;
 use super::claims::ClaimPath;
+use super::shapes::{self, SourceShape};
 use super::username::NameRules;
 use crate::discourse::connect::{Field, Payload};
 use crate::problem::ConfigProblem;
@@ -34,11 +43,12 @@ impl OneOrMany {
     }
 }
 
-/// How Keycloak-style full group paths (`/parent/child`) are turned into names.
+/// How group paths (`/parent/child`, `parent/child`) are turned into names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PathMode {
-    /// Leave paths as they are (renames and rules then see `/parent/child`).
+    /// Leave paths as they are: renames and rules see `/parent/child`; a path that reaches
+    /// Discourse unrenamed is flattened, the only valid form of it.
     #[default]
     Keep,
     /// Keep the last segment: `/staff/admins` → `admins`.
@@ -83,7 +93,8 @@ pub enum GroupMode {
     Full,
 }
 
-/// What to do when the user's groups cannot be known (Entra overage, or no group claim).
+/// What to do when the user's groups cannot be known (no group claim, or a shape that cannot
+/// be read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownGroups {
@@ -93,6 +104,37 @@ pub enum UnknownGroups {
     Unknown,
     /// Treat the user as a member of no group (only for a missing claim).
     Empty,
+}
+
+/// What to do with an Entra ID groups overage marker (`_claim_names.groups` / `hasgroups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overage {
+    /// Refuse the login.
+    Deny,
+    /// Log in, but send no group changes and no `admin`/`moderator`.
+    Unknown,
+    /// Ask Microsoft Graph for the user's transitive group memberships with the login's
+    /// access token; when that fails, the groups are unknown (refused in `full` mode).
+    Graph,
+}
+
+/// The user's groups as Microsoft Graph answered them, for an overage login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphGroups {
+    /// Group object ids of every group the user is a member of, directly or transitively.
+    Fetched(Vec<String>),
+    /// Graph could not be asked or refused; the reason, without tokens or claim values.
+    Failed(String),
+}
+
+/// Where and how long to ask Microsoft Graph (`groups.graph_url`, `groups.graph_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSettings {
+    /// The Graph API root, e.g. `https://graph.microsoft.com/v1.0` (no trailing slash).
+    pub base_url: url::Url,
+    /// The whole lookup, every page and retry included.
+    pub timeout: Duration,
 }
 
 /// One `[[groups.rules]]` entry.
@@ -121,8 +163,13 @@ pub struct GroupRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupsConfig {
-    /// Claim paths holding group or role names (a list or a single string each).
+    /// Claim paths holding group or role names, in any shape `shapes` can read.
     pub sources: OneOrMany,
+    /// Per source (keyed by its path as written in `sources`): how to read shapes that cannot
+    /// be recognised by themselves (delimited strings, the name field of objects, the path
+    /// delimiter).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shapes: BTreeMap<String, SourceShape>,
     pub paths: PathMode,
     pub path_separator: String,
     /// Prefixes removed from IdP names (the first that matches, case-insensitively).
@@ -136,13 +183,25 @@ pub struct GroupsConfig {
     /// Discourse groups owned by the IdP (names or `*`/`?` patterns): removed when the user is
     /// no longer in them. Other groups are never removed in `add_remove` mode.
     pub managed: Vec<String>,
-    /// Entra groups overage: `deny` or `unknown`; defaults to `unknown` in `add_remove` mode
-    /// and `deny` in `full` mode (where sending no list would empty the user's groups).
+    /// Entra groups overage: `deny`, `unknown` or `graph`; defaults to `unknown` in
+    /// `add_remove` mode and `deny` in `full` mode (where sending no list would empty the
+    /// user's groups).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub overage: Option<UnknownGroups>,
+    pub overage: Option<Overage>,
+    /// A source present in a shape that cannot be read: `unknown` or `deny`; defaults like
+    /// `overage`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<UnknownGroups>,
     /// No group claim at all: `empty` (default), `unknown` or `deny`.
     pub missing: UnknownGroups,
+    /// Microsoft Graph API root for `overage = "graph"` (national clouds have their own).
+    pub graph_url: String,
+    /// Time allowed for the whole Graph lookup (all pages), e.g. `5s`.
+    pub graph_timeout: String,
 }
+
+/// Microsoft Graph's global endpoint, version 1.0.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 
 impl Default for GroupsConfig {
     fn default() -> Self {
@@ -158,7 +217,11 @@ impl Default for GroupsConfig {
             mode: GroupMode::AddRemove,
             managed: Vec::new(),
             overage: None,
+            unreadable: None,
             missing: UnknownGroups::Empty,
+            shapes: BTreeMap::new(),
+            graph_url: DEFAULT_GRAPH_URL.to_owned(),
+            graph_timeout: "5s".to_owned(),
         }
     }
 }
@@ -215,10 +278,21 @@ struct CompiledRule {
     moderator: bool,
 }
 
+/// One compiled source: where it is and how to read it.
+#[derive(Debug, Clone)]
+struct CompiledSource {
+    path: ClaimPath,
+    shape: SourceShape,
+    /// The path delimiter (`/` unless the shape says otherwise).
+    delimiter: String,
+}
+
 /// The compiled `[groups]` section.
 #[derive(Debug, Clone)]
 pub struct CompiledGroups {
-    sources: Vec<ClaimPath>,
+    sources: Vec<CompiledSource>,
+    /// The paths of `sources`, for [`CompiledGroups::claim_paths`].
+    source_paths: Vec<ClaimPath>,
     reads_groups_claim: bool,
     paths: PathMode,
     separator: String,
@@ -231,7 +305,11 @@ pub struct CompiledGroups {
     mode: GroupMode,
     /// Managed names this config knows, for `remove_groups`.
     removable: Vec<String>,
-    overage: UnknownGroups,
+    overage: Overage,
+    /// What an unresolved overage (Graph failed, or not asked) becomes.
+    overage_fallback: UnknownGroups,
+    graph: Option<GraphSettings>,
+    unreadable: UnknownGroups,
     missing: UnknownGroups,
     manages_admin: bool,
     manages_moderator: bool,
@@ -278,12 +356,57 @@ impl CompiledGroups {
                 OneOrMany::One(_) => "groups.sources".to_owned(),
                 OneOrMany::Many(_) => format!("groups.sources[{index}]"),
             };
+            let shape = config.shapes.get(path).cloned().unwrap_or_default();
             match ClaimPath::parse(path) {
-                Ok(path) => sources.push(path),
+                Ok(path) => sources.push(CompiledSource {
+                    path,
+                    delimiter: shape
+                        .path_delimiter
+                        .clone()
+                        .unwrap_or_else(|| "/".to_owned()),
+                    shape,
+                }),
                 Err(message) => problems.push(ConfigProblem::new(key, message)),
             }
         }
-        let reads_groups_claim = sources.iter().any(|p| p.as_str() == "groups");
+        for (name, shape) in &config.shapes {
+            let key = format!("groups.shapes.{}", quote_key(name));
+            if !source_list.contains(name) {
+                problems.push(ConfigProblem::new(
+                    &key,
+                    "is not one of groups.sources (write the source exactly as listed there)",
+                ));
+            }
+            for (field, value) in [
+                ("separator", &shape.separator),
+                ("name_field", &shape.name_field),
+                ("path_delimiter", &shape.path_delimiter),
+            ] {
+                if value.as_deref() == Some("") {
+                    problems.push(ConfigProblem::new(
+                        format!("{key}.{field}"),
+                        "must not be empty (use \" \" for whitespace)",
+                    ));
+                }
+            }
+            if let Some(delimiter) = &shape.path_delimiter
+                && delimiter.trim().is_empty()
+                && !delimiter.is_empty()
+            {
+                problems.push(ConfigProblem::new(
+                    format!("{key}.path_delimiter"),
+                    "must be visible text such as `/` or `:`",
+                ));
+            }
+            if shape.separator.is_some() && shape.separator == shape.path_delimiter {
+                problems.push(ConfigProblem::new(
+                    format!("{key}.separator"),
+                    "is also the path_delimiter; a name could not be told from a path segment",
+                ));
+            }
+        }
+        let source_paths: Vec<ClaimPath> = sources.iter().map(|s| s.path.clone()).collect();
+        let reads_groups_claim = source_paths.iter().any(|p| p.as_str() == "groups");
 
         if config.path_separator.is_empty()
             && matches!(config.paths, PathMode::Flatten | PathMode::Expand)
@@ -454,21 +577,36 @@ impl CompiledGroups {
             }
         }
 
-        let overage = match (config.overage, config.mode) {
-            (Some(UnknownGroups::Empty), _) => {
+        let mode_default = match config.mode {
+            GroupMode::AddRemove => UnknownGroups::Unknown,
+            GroupMode::Full => UnknownGroups::Deny,
+        };
+        let overage = config.overage.unwrap_or(match config.mode {
+            GroupMode::AddRemove => Overage::Unknown,
+            GroupMode::Full => Overage::Deny,
+        });
+        let unreadable = match config.unreadable {
+            Some(UnknownGroups::Empty) => {
                 problems.push(ConfigProblem::new(
-                    "groups.overage",
-                    "must be `deny` or `unknown`: an overage token does not mean the user has no groups",
+                    "groups.unreadable",
+                    "must be `deny` or `unknown`: a claim that cannot be read does not mean the \
+                     user has no groups",
                 ));
                 UnknownGroups::Deny
             }
-            (Some(policy), _) => policy,
-            (None, GroupMode::AddRemove) => UnknownGroups::Unknown,
-            (None, GroupMode::Full) => UnknownGroups::Deny,
+            Some(policy) => policy,
+            None => mode_default,
+        };
+        let graph = compile_graph(config, overage, reads_groups_claim, problems, warnings);
+        let overage_as_unknown = match overage {
+            Overage::Deny => UnknownGroups::Deny,
+            Overage::Unknown => UnknownGroups::Unknown,
+            Overage::Graph => mode_default,
         };
         if config.mode == GroupMode::Full {
             for (key, policy) in [
-                ("groups.overage", overage),
+                ("groups.overage", overage_as_unknown),
+                ("groups.unreadable", unreadable),
                 ("groups.missing", config.missing),
             ] {
                 if policy == UnknownGroups::Unknown {
@@ -512,8 +650,25 @@ impl CompiledGroups {
             }
         }
 
+        never_matching_rules(config, &sources, warnings);
+        for (index, pattern) in config.managed.iter().enumerate() {
+            let literal = fold(pattern);
+            if config.mode == GroupMode::AddRemove
+                && !open_ended
+                && !pattern.contains(['*', '?'])
+                && !known_names.contains(&literal)
+            {
+                warnings.push(format!(
+                    "groups.managed[{index}]: no rename or group rule produces `{literal}` (and \
+                     groups.unmatched is \"drop\"), so it is removed from every user at each \
+                     login and never added"
+                ));
+            }
+        }
+
         CompiledGroups {
             sources,
+            source_paths,
             reads_groups_claim,
             paths: config.paths,
             separator: config.path_separator.clone(),
@@ -525,6 +680,9 @@ impl CompiledGroups {
             mode: config.mode,
             removable: removable.into_iter().collect(),
             overage,
+            overage_fallback: overage_as_unknown,
+            graph,
+            unreadable,
             missing: config.missing,
             manages_admin,
             manages_moderator,
@@ -549,9 +707,44 @@ impl CompiledGroups {
         }
     }
 
+    /// Whether some name this config can produce matches `glob`; `None` when rules with
+    /// captures or `unmatched = "keep"` make that unknowable.
+    pub fn can_produce_match(&self, glob: &Glob) -> Option<bool> {
+        if self.open_ended {
+            None
+        } else {
+            Some(self.known_names.iter().any(|n| glob.matches(n)))
+        }
+    }
+
     /// The claims the groups are read from.
     pub(super) fn claim_paths(&self) -> &[ClaimPath] {
-        &self.sources
+        &self.source_paths
+    }
+
+    /// Whether these claims carry the Entra groups overage marker in place of `groups`.
+    fn has_overage_marker(&self, claims: &Map<String, Value>) -> bool {
+        self.reads_groups_claim
+            && claims.get("groups").is_none_or(Value::is_null)
+            && (claims
+                .get("_claim_names")
+                .and_then(Value::as_object)
+                .is_some_and(|names| names.contains_key("groups"))
+                || claims
+                    .get("hasgroups")
+                    .and_then(super::claims::as_bool)
+                    .unwrap_or(false))
+    }
+
+    /// Where to ask Microsoft Graph for this login's groups: set when `overage = "graph"`, the
+    /// groups matter, and the claims carry the overage marker.
+    pub fn graph_lookup(&self, claims: &Map<String, Value>) -> Option<&GraphSettings> {
+        if self.overage != Overage::Graph {
+            return None;
+        }
+        self.graph
+            .as_ref()
+            .filter(|_| self.has_overage_marker(claims))
     }
 
     /// Whether any group change or role can reach Discourse.
@@ -562,10 +755,12 @@ impl CompiledGroups {
             || !self.removable.is_empty()
     }
 
-    /// Runs the pipeline over the claims.
+    /// Runs the pipeline over the claims; `graph` is Microsoft Graph's answer when the login
+    /// flow asked it (see [`CompiledGroups::graph_lookup`]).
     pub fn evaluate(
         &self,
         claims: &Map<String, Value>,
+        graph: Option<&GraphGroups>,
         trace: &mut Vec<TraceEntry>,
         dropped: &mut Vec<(String, String)>,
     ) -> GroupsOutcome {
@@ -576,35 +771,101 @@ impl CompiledGroups {
                 moderator: false,
             };
         }
-        if self.reads_groups_claim && claims.get("groups").is_none_or(Value::is_null) {
-            let overage = claims
-                .get("_claim_names")
-                .and_then(Value::as_object)
-                .is_some_and(|names| names.contains_key("groups"))
-                || claims
-                    .get("hasgroups")
-                    .and_then(super::claims::as_bool)
-                    .unwrap_or(false);
-            if overage {
-                let reason = "the IdP sent a groups overage marker (`_claim_names.groups` or \
-                              `hasgroups`) instead of the groups: the user is in too many groups \
-                              for the token"
-                    .to_owned();
-                return self.unknown("groups.overage", self.overage, reason, trace);
+        let mut claims = Cow::Borrowed(claims);
+        let mut from_graph = false;
+        if self.has_overage_marker(&claims) {
+            let marker = "the IdP sent a groups overage marker (`_claim_names.groups` or \
+                          `hasgroups`) instead of the groups: the user is in too many groups \
+                          for the token";
+            let policy = match self.overage {
+                Overage::Deny => UnknownGroups::Deny,
+                Overage::Unknown => UnknownGroups::Unknown,
+                Overage::Graph => match graph {
+                    Some(GraphGroups::Fetched(ids)) => {
+                        trace.push(TraceEntry::new(
+                            "groups",
+                            Some(format!("{} group(s)", ids.len())),
+                            "groups.overage",
+                            format!(
+                                "{marker}; Microsoft Graph listed the user's groups (transitive \
+                                 membership, as object ids) for claim `groups`"
+                            ),
+                        ));
+                        let ids = ids.iter().map(|id| Value::String(id.clone())).collect();
+                        claims
+                            .to_mut()
+                            .insert("groups".to_owned(), Value::Array(ids));
+                        from_graph = true;
+                        UnknownGroups::Empty
+                    }
+                    Some(GraphGroups::Failed(why)) => {
+                        let reason = format!("{marker}; asking Microsoft Graph failed: {why}");
+                        count_unknown("graph_failed");
+                        return self.unknown(
+                            "groups.overage",
+                            self.overage_fallback,
+                            reason,
+                            trace,
+                        );
+                    }
+                    None => {
+                        let reason = format!(
+                            "{marker}; overage = \"graph\", but Microsoft Graph was not asked \
+                             (explain has no access token)"
+                        );
+                        return self.unknown(
+                            "groups.overage",
+                            self.overage_fallback,
+                            reason,
+                            trace,
+                        );
+                    }
+                },
+            };
+            if !from_graph {
+                count_unknown("overage");
+                return self.unknown("groups.overage", policy, marker.to_owned(), trace);
             }
         }
 
-        let mut raw: Vec<(String, String)> = Vec::new();
+        // (source, delimiter, name), deduplicated per source.
+        let mut raw: Vec<(&CompiledSource, String)> = Vec::new();
         let mut any_source = false;
-        for path in &self.sources {
-            let Some(value) = path.lookup(claims) else {
+        for source in &self.sources {
+            let Some(value) = source.path.lookup(&claims) else {
                 continue;
             };
             any_source = true;
-            collect_names(&value, path.as_str(), &mut raw, dropped);
+            match shapes::read(&value, &source.shape) {
+                Ok(names) => {
+                    let mut seen = BTreeSet::new();
+                    for name in names {
+                        if seen.insert(name.clone()) {
+                            raw.push((source, name));
+                        }
+                    }
+                }
+                Err(unreadable) => {
+                    let claim = source.path.as_str();
+                    tracing::warn!(
+                        claim,
+                        json_type = unreadable.json_type,
+                        "a group claim has a shape the bridge cannot read; the user's groups \
+                         are unknown"
+                    );
+                    count_unknown("unreadable");
+                    let reason = format!(
+                        "claim `{claim}` is a JSON {} the bridge cannot read as group names ({}); \
+                         see groups.shapes",
+                        unreadable.json_type, unreadable.why
+                    );
+                    return self.unknown("groups.unreadable", self.unreadable, reason, trace);
+                }
+            }
         }
         if !any_source && self.missing != UnknownGroups::Empty {
             let reason = "none of the group claims in groups.sources is present".to_owned();
+            count_unknown("missing");
             return self.unknown("groups.missing", self.missing, reason, trace);
         }
         if !any_source {
@@ -620,7 +881,8 @@ impl CompiledGroups {
         let mut admin = false;
         let mut moderator = false;
         for (source, original) in raw {
-            for name in self.transform(&original) {
+            let claim = source.path.as_str();
+            for name in self.transform(&original, &source.delimiter) {
                 let mut produced = Vec::new();
                 let mut rules_used = Vec::new();
                 let mut grants_admin = false;
@@ -655,6 +917,7 @@ impl CompiledGroups {
                 let mut sent = Vec::new();
                 let mut invalid = Vec::new();
                 for candidate in produced {
+                    let candidate = self.sanitize(candidate, &source.delimiter);
                     match self.names.check_group_name(&candidate) {
                         Ok(()) => {
                             sent.push(candidate.clone());
@@ -672,9 +935,9 @@ impl CompiledGroups {
                     }
                 }
                 let mut described = if name == original {
-                    format!("IdP group `{original}` (from claim `{source}`)")
+                    format!("IdP group `{original}` (from claim `{claim}`)")
                 } else {
-                    format!("IdP group `{original}` as `{name}` (from claim `{source}`)")
+                    format!("IdP group `{original}` as `{name}` (from claim `{claim}`)")
                 };
                 for (granted, role) in [(grants_admin, "admin"), (grants_moderator, "moderator")] {
                     if granted {
@@ -754,10 +1017,15 @@ impl CompiledGroups {
     }
 
     /// Path handling, prefix stripping and case folding, in that order.
-    fn transform(&self, original: &str) -> Vec<String> {
+    /// A name holding `delimiter` is a group path, with or without a leading delimiter.
+    fn transform(&self, original: &str, delimiter: &str) -> Vec<String> {
         let mut names = Vec::new();
-        if original.starts_with('/') {
-            let segments: Vec<&str> = original.split('/').filter(|s| !s.is_empty()).collect();
+        if original.contains(delimiter) {
+            let segments: Vec<&str> = original
+                .split(delimiter)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
             if segments.is_empty() {
                 return names;
             }
@@ -787,6 +1055,23 @@ impl CompiledGroups {
                 self.fold(&stripped)
             })
             .collect()
+    }
+
+    /// The documented repair of a produced name: a group path that reached Discourse as it
+    /// is (`paths = "keep"`, or a rename target) becomes its segments joined with
+    /// `path_separator`, the same name `paths = "flatten"` gives. Other invalid names are not
+    /// guessed at; they are dropped with the reason.
+    fn sanitize(&self, candidate: String, delimiter: &str) -> String {
+        let candidate = candidate.trim();
+        if !candidate.contains(delimiter) || self.separator.is_empty() {
+            return candidate.to_owned();
+        }
+        candidate
+            .split(delimiter)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(&self.separator)
     }
 
     /// Writes the groups outcome into the payload.
@@ -877,30 +1162,151 @@ impl CompiledGroups {
     }
 }
 
-/// Flattens a claim value into IdP group names; values that are not text are dropped.
-fn collect_names(
-    value: &Value,
-    source: &str,
-    out: &mut Vec<(String, String)>,
-    dropped: &mut Vec<(String, String)>,
+/// Counts a login whose groups could not be known, by why.
+fn count_unknown(reason: &'static str) {
+    metrics::counter!("bridge_groups_unknown_total", "reason" => reason).increment(1);
+}
+
+/// Validates the Microsoft Graph settings; they are only needed with `overage = "graph"`.
+fn compile_graph(
+    config: &GroupsConfig,
+    overage: Overage,
+    reads_groups_claim: bool,
+    problems: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<String>,
+) -> Option<GraphSettings> {
+    let base_url = match url::Url::parse(config.graph_url.trim_end_matches('/')) {
+        Ok(url)
+            if url.scheme() == "https"
+                || (url.scheme() == "http"
+                    && url.host().is_some_and(|host| match host {
+                        url::Host::Domain(name) => name == "localhost",
+                        url::Host::Ipv4(ip) => ip.is_loopback(),
+                        url::Host::Ipv6(ip) => ip.is_loopback(),
+                    })) =>
+        {
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+                problems.push(ConfigProblem::new(
+                    "groups.graph_url",
+                    "must be a plain API root such as https://graph.microsoft.com/v1.0 (no \
+                     query, fragment or user)",
+                ));
+                None
+            } else {
+                Some(url)
+            }
+        }
+        Ok(_) => {
+            problems.push(ConfigProblem::new(
+                "groups.graph_url",
+                "must be an https URL (http only on a loopback address, for tests): the access \
+                 token travels with every request",
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(ConfigProblem::new(
+                "groups.graph_url",
+                format!("not a URL: {e}"),
+            ));
+            None
+        }
+    };
+    let timeout = match humantime::parse_duration(config.graph_timeout.trim()) {
+        Ok(timeout) if !timeout.is_zero() && timeout <= Duration::from_secs(60) => Some(timeout),
+        Ok(_) => {
+            problems.push(ConfigProblem::new(
+                "groups.graph_timeout",
+                "must be more than 0 and at most 60s: the user's browser waits for it",
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(ConfigProblem::new(
+                "groups.graph_timeout",
+                format!("not a duration such as `5s`: {e}"),
+            ));
+            None
+        }
+    };
+    if overage == Overage::Graph && !reads_groups_claim {
+        warnings.push(
+            "groups.overage: \"graph\" replaces the `groups` claim, which is not in \
+             groups.sources, so the Graph answer is never used"
+                .to_owned(),
+        );
+    }
+    Some(GraphSettings {
+        base_url: base_url?,
+        timeout: timeout?,
+    })
+}
+
+/// Why an IdP name written in a rename or a `group = …` rule can never be seen by it, if so:
+/// the steps before renames and rules (paths, prefix stripping) never leave such a name.
+fn unreachable_name(
+    config: &GroupsConfig,
+    sources: &[CompiledSource],
+    name: &str,
+) -> Option<String> {
+    if config.paths != PathMode::Keep
+        && let Some(source) = sources.iter().find(|s| name.contains(s.delimiter.as_str()))
+    {
+        let (mode, hint) = match config.paths {
+            PathMode::Leaf => ("leaf", "write only the last segment"),
+            PathMode::Flatten => (
+                "flatten",
+                "write the segments joined with groups.path_separator",
+            ),
+            _ => (
+                "expand",
+                "write the segments joined with groups.path_separator",
+            ),
+        };
+        return Some(format!(
+            "`{name}` is a path, but groups.paths = \"{mode}\" turns paths from claim `{}` into \
+             names without `{}`; {hint}",
+            source.path.as_str(),
+            source.delimiter
+        ));
+    }
+    config
+        .strip_prefixes
+        .iter()
+        .find(|prefix| {
+            !prefix.is_empty()
+                && strip_prefix_ignore_case(name, prefix).is_some_and(|rest| !rest.is_empty())
+        })
+        .map(|prefix| {
+            format!(
+                "`{name}` starts with `{prefix}`, which groups.strip_prefixes removes before \
+                 renames and rules see the name; write it without the prefix"
+            )
+        })
+}
+
+/// Warns about renames and `group = …` rules that can never match (see [`unreachable_name`]).
+fn never_matching_rules(
+    config: &GroupsConfig,
+    sources: &[CompiledSource],
+    warnings: &mut Vec<String>,
 ) {
-    match value {
-        Value::String(s) => {
-            if !s.trim().is_empty() {
-                out.push((source.to_owned(), s.trim().to_owned()));
-            }
+    for from in config.rename.keys() {
+        if let Some(why) = unreachable_name(config, sources, from) {
+            warnings.push(format!(
+                "groups.rename.{}: {why}, so this rename never applies",
+                quote_key(from)
+            ));
         }
-        Value::Number(n) => out.push((source.to_owned(), n.to_string())),
-        Value::Array(items) => {
-            for item in items {
-                collect_names(item, source, out, dropped);
-            }
+    }
+    for (index, rule) in config.rules.iter().enumerate() {
+        if let Some(group) = &rule.group
+            && let Some(why) = unreachable_name(config, sources, group)
+        {
+            warnings.push(format!(
+                "groups.rules[{index}].group: {why}, so this rule never matches"
+            ));
         }
-        Value::Null => {}
-        other => dropped.push((
-            other.to_string(),
-            format!("claim `{source}` holds a value that is not a group name"),
-        )),
     }
 }
 
@@ -1023,7 +1429,7 @@ mod tests {
     fn names(compiled: &CompiledGroups, value: Value) -> Vec<String> {
         let mut trace = Vec::new();
         let mut dropped = Vec::new();
-        match compiled.evaluate(&claims(value), &mut trace, &mut dropped) {
+        match compiled.evaluate(&claims(value), None, &mut trace, &mut dropped) {
             GroupsOutcome::Known { names, .. } => names,
             other => panic!("expected known groups, got {other:?}"),
         }
@@ -1067,26 +1473,25 @@ mod tests {
     }
 
     #[test]
-    fn full_paths_kept_are_reported_invalid_never_sent() {
+    fn full_paths_kept_are_flattened_when_sent() {
         let compiled = compile(keep_all());
         let mut trace = Vec::new();
         let mut dropped = Vec::new();
         let outcome = compiled.evaluate(
             &claims(json!({"groups": ["/staff/admins", "members"]})),
+            None,
             &mut trace,
             &mut dropped,
         );
         assert_eq!(
             outcome,
             GroupsOutcome::Known {
-                names: vec!["members".to_owned()],
+                names: vec!["members".to_owned(), "staff-admins".to_owned()],
                 admin: false,
                 moderator: false
             }
         );
-        assert_eq!(dropped.len(), 1);
-        assert_eq!(dropped[0].0, "/staff/admins");
-        assert!(dropped[0].1.contains("`/`"), "{}", dropped[0].1);
+        assert_eq!(dropped, []);
     }
 
     #[test]
@@ -1177,6 +1582,7 @@ mod tests {
             &claims(
                 json!({"groups": ["team-blue", "forum-admins", "forum-mods", "misc", "xteam-red"]}),
             ),
+            None,
             &mut trace,
             &mut dropped,
         );
@@ -1232,8 +1638,9 @@ mod tests {
         let overage = json!({"_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {}}});
         let cases = [
             (None, "unknown"),
-            (Some(UnknownGroups::Unknown), "unknown"),
-            (Some(UnknownGroups::Deny), "refused"),
+            (Some(Overage::Unknown), "unknown"),
+            (Some(Overage::Deny), "refused"),
+            (Some(Overage::Graph), "unknown"),
         ];
         for (policy, expected) in cases {
             let compiled = compile(GroupsConfig {
@@ -1242,7 +1649,8 @@ mod tests {
             });
             let mut trace = Vec::new();
             let mut dropped = Vec::new();
-            let outcome = compiled.evaluate(&claims(overage.clone()), &mut trace, &mut dropped);
+            let outcome =
+                compiled.evaluate(&claims(overage.clone()), None, &mut trace, &mut dropped);
             let kind = match outcome {
                 GroupsOutcome::Known { .. } => "known",
                 GroupsOutcome::Unknown { .. } => "unknown",
@@ -1254,6 +1662,7 @@ mod tests {
         let compiled = compile(keep_all());
         let outcome = compiled.evaluate(
             &claims(json!({"hasgroups": "true"})),
+            None,
             &mut Vec::new(),
             &mut Vec::new(),
         );
@@ -1272,7 +1681,8 @@ mod tests {
                 missing: policy,
                 ..keep_all()
             });
-            let outcome = compiled.evaluate(&claims(json!({})), &mut Vec::new(), &mut Vec::new());
+            let outcome =
+                compiled.evaluate(&claims(json!({})), None, &mut Vec::new(), &mut Vec::new());
             let kind = match outcome {
                 GroupsOutcome::Known { .. } => "known",
                 GroupsOutcome::Unknown { .. } => "unknown",
@@ -1284,7 +1694,7 @@ mod tests {
 
     fn apply(compiled: &CompiledGroups, value: Value) -> Payload {
         let mut trace = Vec::new();
-        let outcome = compiled.evaluate(&claims(value), &mut trace, &mut Vec::new());
+        let outcome = compiled.evaluate(&claims(value), None, &mut trace, &mut Vec::new());
         let mut payload = Payload::new();
         compiled.apply(&outcome, &mut payload, &mut trace);
         payload
@@ -1374,7 +1784,7 @@ mod tests {
                 },
             ],
             mode: GroupMode::Full,
-            overage: Some(UnknownGroups::Unknown),
+            overage: Some(Overage::Unknown),
             ..GroupsConfig::default()
         };
         let found = problems(config);
@@ -1419,5 +1829,379 @@ mod tests {
         assert!(Glob::new("a?c").unwrap().matches("abc"));
         assert!(Glob::new("a.c").unwrap().is_literal());
         assert!(!Glob::new("a.c").unwrap().matches("abc"));
+    }
+
+    #[test]
+    fn group_paths_with_and_without_leading_delimiter() {
+        let compiled = compile(GroupsConfig {
+            paths: PathMode::Expand,
+            ..keep_all()
+        });
+        assert_eq!(
+            names(
+                &compiled,
+                json!({"groups": ["platform/backend", "/platform/backend/", " docs / api "]})
+            ),
+            ["docs", "docs-api", "platform", "platform-backend"]
+        );
+        let colon = compile(GroupsConfig {
+            paths: PathMode::Leaf,
+            shapes: BTreeMap::from([(
+                "groups".to_owned(),
+                SourceShape {
+                    path_delimiter: Some(":".to_owned()),
+                    ..SourceShape::default()
+                },
+            )]),
+            ..keep_all()
+        });
+        assert_eq!(names(&colon, json!({"groups": ["org:eng:dbas"]})), ["dbas"]);
+    }
+
+    #[test]
+    fn unreadable_sources_make_the_groups_unknown() {
+        let compiled = compile(GroupsConfig {
+            sources: OneOrMany::Many(vec!["groups".to_owned(), "roles".to_owned()]),
+            rules: vec![GroupRule {
+                group: Some("admins".to_owned()),
+                admin: true,
+                ..GroupRule::default()
+            }],
+            managed: vec!["writers".to_owned()],
+            ..keep_all()
+        });
+        let mut trace = Vec::new();
+        let outcome = compiled.evaluate(
+            &claims(json!({"groups": ["admins"], "roles": {"a": ["b"]}})),
+            None,
+            &mut trace,
+            &mut Vec::new(),
+        );
+        assert!(
+            matches!(outcome, GroupsOutcome::Unknown { .. }),
+            "{outcome:?}"
+        );
+        let entry = trace.iter().find(|t| t.output == "groups").unwrap();
+        assert_eq!(entry.rule, "groups.unreadable");
+        assert!(
+            entry.note.contains("claim `roles` is a JSON object"),
+            "{}",
+            entry.note
+        );
+        let payload = apply(&compiled, json!({"groups": ["admins", false]}));
+        assert_eq!(payload.get(Field::Admin), None);
+        assert_eq!(payload.get(Field::RemoveGroups), None);
+        assert_eq!(payload.get(Field::AddGroups), None);
+
+        let full = compile(GroupsConfig {
+            mode: GroupMode::Full,
+            ..keep_all()
+        });
+        let outcome = full.evaluate(
+            &claims(json!({"groups": true})),
+            None,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        assert!(
+            matches!(outcome, GroupsOutcome::Refused { ref rule, .. } if rule == "groups.unreadable")
+        );
+    }
+
+    #[test]
+    fn graph_answers_replace_the_overage_marker() {
+        let compiled = compile(GroupsConfig {
+            overage: Some(Overage::Graph),
+            rename: BTreeMap::from([(
+                "0b8a9c52-6a7e-4e6e-9a1b-2f6f0c4d5e6f".to_owned(),
+                OneOrMany::One("engineering".to_owned()),
+            )]),
+            managed: vec!["engineering".to_owned(), "sales".to_owned()],
+            ..GroupsConfig::default()
+        });
+        let overage = claims(json!({"_claim_names": {"groups": "src1"}}));
+        assert!(compiled.graph_lookup(&overage).is_some());
+        assert!(
+            compiled
+                .graph_lookup(&claims(json!({"groups": ["x"]})))
+                .is_none()
+        );
+        let fetched = GraphGroups::Fetched(vec!["0B8A9C52-6A7E-4E6E-9A1B-2F6F0C4D5E6F".to_owned()]);
+        let outcome = compiled.evaluate(&overage, Some(&fetched), &mut Vec::new(), &mut Vec::new());
+        assert_eq!(
+            outcome,
+            GroupsOutcome::Known {
+                names: vec!["engineering".to_owned()],
+                admin: false,
+                moderator: false
+            }
+        );
+        let failed = GraphGroups::Failed("Graph answered 403".to_owned());
+        let mut trace = Vec::new();
+        let outcome = compiled.evaluate(&overage, Some(&failed), &mut trace, &mut Vec::new());
+        assert!(matches!(outcome, GroupsOutcome::Unknown { .. }));
+        assert!(trace[0].note.contains("Graph answered 403"), "{trace:?}");
+    }
+
+    #[test]
+    fn graph_settings_are_validated() {
+        for (url, timeout, expected) in [
+            ("https://graph.microsoft.us/v1.0", "5s", vec![]),
+            ("http://127.0.0.1:9/v1.0", "1s", vec![]),
+            (
+                "http://graph.example.com/v1.0",
+                "5s",
+                vec!["groups.graph_url"],
+            ),
+            (
+                "https://graph.microsoft.com/v1.0?x=1",
+                "0s",
+                vec!["groups.graph_url", "groups.graph_timeout"],
+            ),
+            (
+                "nonsense",
+                "five",
+                vec!["groups.graph_url", "groups.graph_timeout"],
+            ),
+        ] {
+            let found = problems(GroupsConfig {
+                overage: Some(Overage::Graph),
+                graph_url: url.to_owned(),
+                graph_timeout: timeout.to_owned(),
+                ..GroupsConfig::default()
+            });
+            let keys: Vec<&str> = found
+                .iter()
+                .map(|p| p.split(": ").next().unwrap_or(""))
+                .collect();
+            assert_eq!(keys, expected, "{url} {timeout}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn shapes_must_name_a_source() {
+        let found = problems(GroupsConfig {
+            shapes: BTreeMap::from([
+                ("roles".to_owned(), SourceShape::default()),
+                (
+                    "groups".to_owned(),
+                    SourceShape {
+                        separator: Some(String::new()),
+                        ..SourceShape::default()
+                    },
+                ),
+            ]),
+            ..GroupsConfig::default()
+        });
+        let keys: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(": ").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            ["groups.shapes.groups.separator", "groups.shapes.roles"],
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn warns_about_entries_that_can_never_match() {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        CompiledGroups::compile(
+            &GroupsConfig {
+                paths: PathMode::Leaf,
+                rules: vec![GroupRule {
+                    group: Some("/staff/admins".to_owned()),
+                    admin: true,
+                    ..GroupRule::default()
+                }],
+                rename: BTreeMap::from([
+                    ("x".to_owned(), OneOrMany::One("xxx".to_owned())),
+                    ("app_y".to_owned(), OneOrMany::One("yyy".to_owned())),
+                ]),
+                strip_prefixes: vec!["app_".to_owned()],
+                managed: vec!["xxx".to_owned(), "gone".to_owned()],
+                ..GroupsConfig::default()
+            },
+            RULES,
+            &mut problems,
+            &mut warnings,
+        );
+        assert_eq!(problems, []);
+        let keys: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "groups.rename.app_y",
+                "groups.rules[0].group",
+                "groups.managed[1]"
+            ],
+            "{warnings:#?}"
+        );
+    }
+
+    /// The warning for an unreadable claim names the claim and its JSON type, never a value.
+    #[test]
+    fn unreadable_claim_warning_shows_no_values() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let compiled = compile(keep_all());
+        tracing::subscriber::with_default(subscriber, || {
+            compiled.evaluate(
+                &claims(json!({"groups": {"secret-team": ["secret-member"]}})),
+                None,
+                &mut Vec::new(),
+                &mut Vec::new(),
+            );
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("claim=\"groups\""), "{log}");
+        assert!(log.contains("json_type=\"object\""), "{log}");
+        assert!(!log.contains("secret"), "{log}");
+    }
+
+    mod fail_safe {
+        use super::*;
+        use crate::mapping::shapes;
+        use proptest::prelude::*;
+
+        fn arbitrary_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                (-1e6f64..1e6).prop_map(|f| json!(f)),
+                "[ -~]{0,12}".prop_map(Value::String),
+                prop::sample::select(vec![
+                    "forum-admin",
+                    "forum-staff",
+                    "a/b",
+                    "/x/y",
+                    ";",
+                    "",
+                    " ",
+                    "name",
+                    "id"
+                ])
+                .prop_map(|s| json!(s)),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "name",
+                            "displayName",
+                            "value",
+                            "id",
+                            "forum-admin",
+                            "x",
+                            " "
+                        ])
+                        .prop_map(str::to_owned),
+                        inner,
+                        0..4
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn config(mode: GroupMode) -> GroupsConfig {
+            GroupsConfig {
+                rename: BTreeMap::from([(
+                    "forum-staff".to_owned(),
+                    OneOrMany::One("forum_staff".to_owned()),
+                )]),
+                rules: vec![
+                    GroupRule {
+                        group: Some("forum-admin".to_owned()),
+                        admin: true,
+                        ..GroupRule::default()
+                    },
+                    GroupRule {
+                        group: Some("forum-mod".to_owned()),
+                        moderator: true,
+                        ..GroupRule::default()
+                    },
+                ],
+                managed: vec!["forum_staff".to_owned(), "alumni".to_owned()],
+                mode,
+                ..GroupsConfig::default()
+            }
+        }
+
+        fn run(compiled: &CompiledGroups, groups: Value) -> (GroupsOutcome, Payload) {
+            let mut trace = Vec::new();
+            let outcome = compiled.evaluate(
+                &claims(json!({ "groups": groups })),
+                None,
+                &mut trace,
+                &mut Vec::new(),
+            );
+            let mut payload = Payload::new();
+            compiled.apply(&outcome, &mut payload, &mut trace);
+            (outcome, payload)
+        }
+
+        proptest! {
+            /// Whatever JSON the group claim holds, `remove_groups`, `groups` and a `false`
+            /// role are only sent when the value was read.
+            #[test]
+            fn nothing_is_taken_away_unless_understood(value in arbitrary_json()) {
+                let understood = match ClaimPath::parse("groups").unwrap().lookup(&claims(json!({"groups": value.clone()}))) {
+                    None => true,
+                    Some(present) => shapes::read(&present, &SourceShape::default()).is_ok(),
+                };
+                for mode in [GroupMode::AddRemove, GroupMode::Full] {
+                    let compiled = compile(config(mode));
+                    let (outcome, payload) = run(&compiled, value.clone());
+                    if !understood {
+                        prop_assert!(!matches!(outcome, GroupsOutcome::Known { .. }), "{:?}", outcome);
+                        prop_assert_eq!(payload.get(Field::RemoveGroups), None);
+                        prop_assert_eq!(payload.get(Field::Groups), None);
+                        prop_assert_eq!(payload.get(Field::Admin), None);
+                        prop_assert_eq!(payload.get(Field::Moderator), None);
+                        prop_assert_eq!(payload.get(Field::AddGroups), None);
+                    }
+                }
+            }
+
+            /// A user who is in the admin and staff groups is never demoted or removed, whatever
+            /// else the claim holds beside them.
+            #[test]
+            fn members_keep_their_rights_beside_any_value(value in arbitrary_json(), object in any::<bool>()) {
+                let compiled = compile(config(GroupMode::AddRemove));
+                let groups = if object {
+                    json!({"forum-admin": {"1": "example.com"}, "forum-staff": value})
+                } else {
+                    json!(["forum-admin", value, "forum-staff"])
+                };
+                let (_, payload) = run(&compiled, groups);
+                prop_assert_ne!(payload.get(Field::Admin), Some("false"));
+                let removed = payload.get(Field::RemoveGroups).unwrap_or("");
+                prop_assert!(!removed.split(',').any(|g| g == "forum_staff"), "{}", removed);
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod claims;
 pub mod explain;
 pub mod fields;
 pub mod groups;
+pub mod shapes;
 pub mod source;
 pub mod username;
 
@@ -22,8 +23,10 @@ use serde_json::{Map, Value};
 pub use access::AccessConfig;
 pub use fields::{EmailVerified, MappingConfig};
 pub use groups::{
-    CaseMode, GroupMode, GroupRule, GroupsConfig, OneOrMany, PathMode, UnknownGroups, Unmatched,
+    CaseMode, GraphGroups, GraphSettings, GroupMode, GroupRule, GroupsConfig, OneOrMany, Overage,
+    PathMode, UnknownGroups, Unmatched,
 };
+pub use shapes::SourceShape;
 pub use source::{Single, Source};
 
 use crate::discourse::connect::{Field, Payload};
@@ -164,8 +167,24 @@ impl Mapper {
             .map_or("groups", claims::ClaimPath::as_str)
     }
 
-    /// Maps one login's merged claims.
+    /// Where to ask Microsoft Graph for this login's groups, when `groups.overage = "graph"`,
+    /// the claims carry the Entra overage marker and the groups matter. The login flow then
+    /// passes Graph's answer to [`Mapper::map_with`].
+    pub fn graph_lookup(&self, claims: &Map<String, Value>) -> Option<&GraphSettings> {
+        if self.groups.is_active() || self.access.reads_groups() {
+            self.groups.graph_lookup(claims)
+        } else {
+            None
+        }
+    }
+
+    /// Maps one login's merged claims (an overage is not resolved; see [`Mapper::map_with`]).
     pub fn map(&self, claims: &Map<String, Value>) -> Outcome {
+        self.map_with(claims, None)
+    }
+
+    /// Maps one login's merged claims, with Microsoft Graph's answer for an overage login.
+    pub fn map_with(&self, claims: &Map<String, Value>, graph: Option<&GraphGroups>) -> Outcome {
         let mut trace = Vec::new();
         let mut dropped = Vec::new();
         let mut payload = Payload::new();
@@ -220,7 +239,9 @@ impl Mapper {
 
         f.write_profile(&self.env, claims, &mut payload, &mut trace);
 
-        let groups = self.groups.evaluate(claims, &mut trace, &mut dropped);
+        let groups = self
+            .groups
+            .evaluate(claims, graph, &mut trace, &mut dropped);
         if let GroupsOutcome::Refused { rule, message, .. } = &groups {
             refusals.push((rule.clone(), message.clone()));
         }

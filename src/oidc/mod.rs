@@ -2,6 +2,7 @@
 
 pub mod authorization;
 pub mod client_auth;
+pub mod graph;
 pub mod id_token;
 pub mod jwk;
 pub mod logout_token;

@@ -364,6 +364,12 @@ impl Provider {
         })
     }
 
+    /// The HTTP client the provider talks through (no redirects, the configured timeouts,
+    /// CA and proxy); the Microsoft Graph overage lookup uses it too.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The `private_key_jwt` algorithm in use, when that method is configured.
     pub fn assertion_alg(&self) -> Option<&'static str> {
         self.assertion.as_ref().map(|(_, alg)| alg.name)

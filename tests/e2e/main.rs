@@ -6,6 +6,7 @@ mod binary;
 mod corporate;
 #[cfg(feature = "demo")]
 mod demo;
+mod groups;
 mod harness_selftest;
 mod interop_connect;
 mod login;

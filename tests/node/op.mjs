@@ -35,7 +35,12 @@
 //
 // Claims and scopes: scopes openid, email (email, email_verified), profile (name,
 // preferred_username, picture, ...), groups (groups). Any other claim a user has is put in the
-// openid scope, so it is always released. With conformIdTokenClaims false (the default here) the
+// openid scope, so it is always released. Claim values are released as configured, whatever their JSON
+// shape: objects keyed by name (Zitadel's `urn:zitadel:iam:org:project:roles`), delimited
+// strings, lists of objects, paths with or without a leading slash. A user with `_claim_names`
+// and `_claim_sources` gets real distributed claims (OpenID Connect Core §5.6.2), e.g. the Entra
+// groups overage marker `{"_claim_names": {"groups": "src1"}, "_claim_sources": {...}}` and no
+// `groups`: oidc-provider keeps the names of the granted claims only. With conformIdTokenClaims false (the default here) the
 // ID token carries every claim of the granted scopes; ID tokens always carry `sid` for clients
 // with backchannel_logout_session_required.
 //
@@ -69,6 +74,8 @@
 //        session. Answers {"results":[{client_id, sub, sid, ok, error?}]}.
 //   GET  /__test/backchannel-log          every back-channel outcome so far, including the ones
 //        sent by a real RP-initiated logout: {"entries":[{client_id, sub, sid, ok, error?}]}
+//   POST /__test/user                    {sub, claims} add or replace a user after start; claims may
+//        have any names and JSON shapes (new names are released in the openid scope)
 //   POST /__test/rotate-keys              {kid?} → {"kid": new kid, "previous": old kid}
 //   POST /__test/mutate-next-id-token     {claims?, header?, sign?: "default"|"none"|"foreign-key"}
 //        Queues a change for the next token response that has an id_token. A claim set to null
@@ -440,8 +447,27 @@ async function rotateKeys({ kid } = {}) {
   return { kid: fresh.kid, previous };
 }
 
+// A user's claims, set after start: a claim name the OP did not know yet is added to the openid
+// scope (oidc-provider's processed configuration, reached like the keystore above), so any name
+// and any JSON shape is released at the next login.
+function putUser({ sub, claims }) {
+  if (typeof sub !== 'string' || !sub) throw new Error('sub is required');
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+    throw new Error('claims must be an object');
+  }
+  const { configuration } = internals(provider);
+  for (const name of Object.keys(claims)) {
+    if (name === 'sub' || scoped.has(name) || name in configuration.claims.openid) continue;
+    configuration.claims.openid[name] = null;
+    configuration.claimsSupported.add(name);
+  }
+  users[sub] = claims;
+  return { sub };
+}
+
 const testRoutes = {
   'POST /__test/client': async (body) => ({ client: await putClient(body) }),
+  'POST /__test/user': async (body) => putUser(body),
   'POST /__test/backchannel-logout': async (body) => ({ results: await backchannelLogout(body) }),
   'GET /__test/backchannel-log': async () => ({ entries: backchannelLog }),
   'POST /__test/rotate-keys': rotateKeys,

@@ -91,7 +91,8 @@ pub struct IdpOptions {
     pub trust_pem: Option<String>,
     pub clients: Vec<IdpClient>,
     /// sub → claims (`email`, `email_verified`, `name`, `preferred_username`, `picture`,
-    /// `groups`, anything else).
+    /// `groups`, anything else), each value in any JSON shape; `_claim_names` with
+    /// `_claim_sources` become distributed claims (the Entra overage marker).
     pub users: BTreeMap<String, Value>,
 }
 
@@ -299,6 +300,17 @@ impl TestIdp {
         assert_eq!(issuer, self.issuer, "restarted OP has another issuer");
         self.child = Some(child);
         self.port = port;
+    }
+
+    /// Adds or replaces a user after start. Claim names and JSON shapes are free: a name the OP
+    /// did not know is released in the openid scope from the next login on.
+    pub async fn set_user(&self, sub: &str, claims: Value) {
+        self.control(
+            "POST",
+            "/__test/user",
+            json!({ "sub": sub, "claims": claims }),
+        )
+        .await;
     }
 
     /// Adds or replaces a client after start (the relying party's URL is often known later).

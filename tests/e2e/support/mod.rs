@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod browser;
 pub mod chromium;
 pub mod forum;
+pub mod graph;
 pub mod idp;
 pub mod node;
 pub mod postgres;
