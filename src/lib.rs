@@ -8,6 +8,8 @@ pub mod demo;
 pub mod discourse;
 pub mod error;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod login_writer;
 pub mod mapping;

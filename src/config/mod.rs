@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -223,7 +224,18 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
     /// Minimum time between two JWKS refetches triggered by an unknown `kid`.
     pub jwks_min_refresh_interval: Duration,
+    /// The JWS algorithms (RFC 7518 §3.1) the client is registered for: the only ones accepted
+    /// on ID tokens and logout tokens, further narrowed to what the IdP advertises. Never
+    /// `none`; `HS*` only when listed explicitly and a client secret is set.
+    pub signing_algs: Vec<CoreJwsSigningAlgorithm>,
 }
+
+/// `oidc.signing_algs` by default: every asymmetric algorithm the bridge verifies. `HS*` (MACs
+/// keyed with the client secret, which every replica and deploy pipeline holds) must be listed
+/// explicitly.
+pub const DEFAULT_SIGNING_ALGS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// `[session]`
 #[derive(Debug, Clone)]

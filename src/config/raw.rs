@@ -85,6 +85,8 @@ pub(crate) struct RawOidc {
     pub(crate) clock_skew: String,
     pub(crate) http_timeout: String,
     pub(crate) jwks_min_refresh_interval: String,
+    #[serde(deserialize_with = "list_or_separated_string")]
+    pub(crate) signing_algs: Vec<String>,
 }
 
 impl Default for RawOidc {
@@ -101,6 +103,9 @@ impl Default for RawOidc {
             clock_skew: "60s".to_owned(),
             http_timeout: "10s".to_owned(),
             jwks_min_refresh_interval: "60s".to_owned(),
+            signing_algs: crate::config::DEFAULT_SIGNING_ALGS
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }

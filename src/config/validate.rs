@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use openidconnect::JwsSigningAlgorithm as _;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
 use url::{Host, Url};
 
@@ -316,6 +318,12 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         found,
     );
 
+    let signing_algs = signing_algs(
+        &raw.signing_algs,
+        matches!(client_secret, Some(Some(_))),
+        found,
+    );
+
     Some(OidcConfig {
         issuer: issuer?,
         issuer_exact: issuer_exact?,
@@ -328,11 +336,56 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         clock_skew: clock_skew?,
         http_timeout: http_timeout?,
         jwks_min_refresh_interval: jwks_min_refresh_interval?,
+        signing_algs: signing_algs?,
     })
 }
 
 /// Scope tokens are space-separated on the wire, so one with a space in it would silently turn
 /// into two; duplicates are dropped, keeping the first occurrence's position.
+/// `oidc.signing_algs`: JWS algorithm names (RFC 7518 §3.1, case-sensitive), at least one,
+/// never `none`, `HS*` only with a client secret (the MAC key).
+fn signing_algs(
+    raw: &[String],
+    has_client_secret: bool,
+    found: &mut Problems<'_>,
+) -> Option<Vec<CoreJwsSigningAlgorithm>> {
+    let mut algs: Vec<CoreJwsSigningAlgorithm> = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (index, name) in raw.iter().enumerate() {
+        let parsed: Option<CoreJwsSigningAlgorithm> =
+            serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).ok();
+        let problem = match &parsed {
+            None => Some(format!(
+                "\"{name}\" is not a JWS algorithm (RS256, PS256, ES256, EdDSA, HS256, ...)"
+            )),
+            Some(CoreJwsSigningAlgorithm::None) => {
+                Some("\"none\" would accept unsigned tokens".to_owned())
+            }
+            Some(alg) if alg.uses_shared_secret() && !has_client_secret => Some(format!(
+                "\"{name}\" tokens are MACed with the client secret, and oidc.client_secret is \
+                 not set"
+            )),
+            Some(_) => None,
+        };
+        match (problem, parsed) {
+            (Some(problem), _) => {
+                found.add(format!("oidc.signing_algs[{index}]"), problem);
+                ok = false;
+            }
+            (None, Some(alg)) if !algs.contains(&alg) => algs.push(alg),
+            (None, _) => {}
+        }
+    }
+    if raw.is_empty() {
+        found.add(
+            "oidc.signing_algs",
+            "must list at least one algorithm, e.g. \"RS256\"",
+        );
+        ok = false;
+    }
+    ok.then_some(algs)
+}
+
 fn scopes(raw: &[String], found: &mut Problems<'_>) -> Option<Vec<String>> {
     let mut scopes: Vec<String> = Vec::with_capacity(raw.len());
     let mut ok = true;

@@ -15,6 +15,7 @@ use crate::error::AppError;
 use crate::flow::{self, LoginInFlight};
 use crate::http::found;
 use crate::mapping::Outcome;
+use crate::oidc::issuer_id::check_response_issuer;
 use crate::oidc::provider::{ProviderError, merge_claims};
 
 /// True when `url` is exactly the forum's `/session/sso_login` (same scheme, host, port and
@@ -117,18 +118,18 @@ pub async fn callback(
     if login.is_expired(now.timestamp(), timeout) {
         return Err(AppError::LoginExpired);
     }
+    let provider = state.provider()?;
+    // RFC 9207 §2.4, before anything of the response is believed, error responses included.
+    check_response_issuer(
+        params.iss.as_deref(),
+        provider.issuer().as_str(),
+        provider.sends_response_issuer(),
+    )
+    .map_err(|e| AppError::IdpInvalid(e.to_string()))?;
     if let Some(error) = params.error.as_deref() {
         return Err(AppError::IdpRefused {
             code: sanitize_error_code(error),
         });
-    }
-    let provider = state.provider()?;
-    if let Some(iss) = params.iss.as_deref()
-        && iss != provider.issuer().as_str()
-    {
-        return Err(AppError::IdpInvalid(
-            "authorization response names another issuer".into(),
-        ));
     }
     let code = params.code.ok_or(AppError::BadCallback("no code"))?;
 

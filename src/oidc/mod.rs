@@ -2,6 +2,7 @@
 
 pub mod authorization;
 pub mod id_token;
+pub mod issuer_id;
 pub mod jwk;
 pub mod logout_token;
 pub mod provider;

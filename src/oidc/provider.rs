@@ -14,8 +14,8 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
     EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
-    SubjectIdentifier, TokenResponse, UserInfoClaims,
+    OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, SubjectIdentifier, TokenResponse,
+    UserInfoClaims,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -25,6 +25,7 @@ use crate::config::{OidcConfig, TokenAuthMethod, UserinfoMode};
 use crate::oidc::authorization::AuthorizationEndpoint;
 pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
+use crate::oidc::issuer_id::BridgeProviderMetadata;
 use crate::oidc::jwk::{self, VerifyingKeySet};
 
 /// The openidconnect client as built from discovery: auth URL set, token and userinfo URLs
@@ -75,7 +76,7 @@ struct KeyCache {
 #[derive(Debug)]
 pub struct Provider {
     client: DiscoveredClient,
-    metadata: ProviderMetadataWithLogout,
+    metadata: BridgeProviderMetadata,
     rules: IdTokenRules,
     authorization: AuthorizationEndpoint,
     userinfo: UserinfoMode,
@@ -120,7 +121,7 @@ impl Provider {
         let issuer = IssuerUrl::new(cfg.issuer_exact.clone())
             .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?;
         let started = Instant::now();
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
+        let metadata = BridgeProviderMetadata::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
         let metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
 
@@ -160,9 +161,23 @@ impl Provider {
             client_secret,
             allowed_algs: id_token::acceptable_algs(
                 metadata.id_token_signing_alg_values_supported(),
+                &cfg.signing_algs,
             ),
             clock_skew: cfg.clock_skew,
         };
+        if rules.allowed_algs.is_empty() {
+            return Err(ProviderError::Invalid(format!(
+                "the provider signs ID tokens with none of oidc.signing_algs (it advertises {}); \
+                 list the algorithm the client is registered for",
+                metadata
+                    .id_token_signing_alg_values_supported()
+                    .iter()
+                    .filter_map(|alg| serde_json::to_value(alg).ok())
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let keys = KeyCache {
             keys: Arc::new(jwk::key_set_from_core(metadata.jwks())),
             last_refetch: None,
@@ -195,6 +210,16 @@ impl Provider {
     /// The issuer exactly as the IdP states it.
     pub fn issuer(&self) -> &IssuerUrl {
         &self.rules.issuer
+    }
+
+    /// Whether the provider announces that every authorization response carries `iss`
+    /// (RFC 9207 §3), which makes a response without it unacceptable.
+    pub fn sends_response_issuer(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+            == Some(true)
     }
 
     /// The signing algorithms accepted for ID and logout tokens.
