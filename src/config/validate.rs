@@ -967,6 +967,28 @@ mod tests {
     }
 
     #[test]
+    fn signing_algs_refuse_none_unknown_names_and_hs_without_a_client_secret() {
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (kept, problems) =
+            check(|f| signing_algs(&list(&["RS256", "ES256", "RS256"]), false, f));
+        assert!(problems.is_empty());
+        assert_eq!(
+            kept,
+            Some(vec![
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256
+            ])
+        );
+        let (_, problems) = check(|f| signing_algs(&list(&["none", "rs256", "HS256"]), false, f));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let (kept, problems) = check(|f| signing_algs(&list(&["HS256"]), true, f));
+        assert!(problems.is_empty());
+        assert_eq!(kept, Some(vec![CoreJwsSigningAlgorithm::HmacSha256]));
+        let (_, problems) = check(|f| signing_algs(&[], true, f));
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
     fn scopes_need_openid_and_no_spaces_and_lose_duplicates() {
         let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let (kept, problems) = check(|f| scopes(&list(&["openid", "email", "openid"]), f));

@@ -148,17 +148,22 @@ impl From<CoreJsonWebKey> for VerifyingKey {
 }
 
 /// The only signature length `alg` can produce with `key` (RFC 7518 §3, RFC 8037 §3.1), or
-/// `None` when the key does not say (an RSA key without a readable modulus, which no library
-/// accepts anyway, and `none`).
+/// `None` when the key does not say: an RSA key without a readable modulus or an EC key ring
+/// cannot use (both refused by openidconnect without a panic), ES512 (unsupported) and `none`.
 pub fn signature_len(key: &VerifyingKey, alg: &CoreJwsSigningAlgorithm) -> Option<usize> {
     use CoreJwsSigningAlgorithm as Alg;
     match alg {
         Alg::HmacSha256 => Some(32),
         Alg::HmacSha384 => Some(48),
         Alg::HmacSha512 => Some(64),
-        Alg::EcdsaP256Sha256 => Some(64),
-        Alg::EcdsaP384Sha384 => Some(96),
-        Alg::EcdsaP521Sha512 => Some(132),
+        // On a key of another curve openidconnect answers `InvalidKey` before it reads the
+        // signature (and its EC checks take any length without panicking).
+        Alg::EcdsaP256Sha256 => {
+            matches!(key.ring.as_deref(), Some(RingPublicKey::P256(_))).then_some(64)
+        }
+        Alg::EcdsaP384Sha384 => {
+            matches!(key.ring.as_deref(), Some(RingPublicKey::P384(_))).then_some(96)
+        }
         Alg::EdDsa => Some(64),
         Alg::RsaSsaPkcs1V15Sha256
         | Alg::RsaSsaPkcs1V15Sha384
@@ -241,14 +246,17 @@ impl JsonWebKey for VerifyingKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureVerificationError> {
-        // Attacker-chosen lengths never reach a library (see the module documentation).
-        if signature_len(self, signature_alg).is_some_and(|len| len != signature.len()) {
+        // Attacker-chosen lengths never reach a library (see the module documentation). A key
+        // that does not fit the algorithm is refused by openidconnect before it reads the
+        // signature, with its own error.
+        let fits = fits_signing_alg(self, signature_alg);
+        if fits && signature_len(self, signature_alg).is_some_and(|len| len != signature.len()) {
             return Err(SignatureVerificationError::CryptoError(
                 "the signature has the wrong length for its algorithm".to_owned(),
             ));
         }
         // A key that does not fit goes to openidconnect, which refuses it with its own message.
-        let check = if fits_signing_alg(self, signature_alg) {
+        let check = if fits {
             self.ring_check(signature_alg)
         } else {
             None

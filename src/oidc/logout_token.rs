@@ -663,7 +663,11 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
     /// tokens: additional audiences the client does not trust make the token invalid.
     #[test]
     fn rejects_array_aud_with_another_audience_beside_the_client_id() {
-        for aud in [json!(["other", CLIENT_ID]), json!([CLIENT_ID, "other"]), json!([])] {
+        for aud in [
+            json!(["other", CLIENT_ID]),
+            json!([CLIENT_ID, "other"]),
+            json!([]),
+        ] {
             let c = with_claim("aud", aud);
             assert_eq!(
                 check(&sign(&header(), &c)),
