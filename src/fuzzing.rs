@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use crate::discourse::connect::{
     ConnectSecret, Payload, SignedPayload, SsoRequest, is_canonical_url,
 };
-use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig, Outcome};
+use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
 use crate::oidc::jwk::VerifyingKeySet;
 use crate::oidc::{id_token, logout_token};
 
@@ -352,7 +352,7 @@ pub fn mapping(data: &[u8]) -> bool {
     let _ = mapper.first_absent_claim(&claims);
     let outcome = mapper.map(&claims);
     assert_eq!(outcome, mapper.map(&claims), "mapping is not deterministic");
-    if let Outcome::Allowed(mapped) = &outcome {
+    if let Ok(mapped) = &outcome {
         let secret = ConnectSecret::new(CONNECT_SECRET);
         let external_id = mapped
             .payload
@@ -363,7 +363,7 @@ pub fn mapping(data: &[u8]) -> bool {
         );
         assert_payload_round_trips(&mapped.payload, &secret);
     }
-    outcome.is_allowed()
+    outcome.is_ok()
 }
 
 /// Fuzz target `config`: the configuration loader over arbitrary TOML text (no environment).
