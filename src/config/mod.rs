@@ -91,7 +91,18 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Optional separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Longest wait for a complete request head, from accept and between keep-alive requests
+    /// (default 5 s, at most [`MAX_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+    /// Most client connections open at once (default 512, 1 to [`MAX_CONNECTIONS`]); more wait
+    /// in the kernel's accept queue.
+    pub max_connections: usize,
 }
+
+/// Upper bound of `server.header_read_timeout`: a slow client may hold a socket this long.
+pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound of `server.max_connections`.
+pub const MAX_CONNECTIONS: usize = 65_536;
 
 /// `[discourse]`
 #[derive(Debug, Clone)]

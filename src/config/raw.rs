@@ -40,6 +40,8 @@ pub(crate) struct RawServer {
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
+    pub(crate) header_read_timeout: String,
+    pub(crate) max_connections: usize,
 }
 
 /// All interfaces, because the bridge usually runs in a container whose port is published by
@@ -53,6 +55,8 @@ impl Default for RawServer {
             public_url: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            header_read_timeout: "5s".to_owned(),
+            max_connections: 512,
         }
     }
 }

@@ -173,11 +173,39 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         None => None,
     };
 
+    let header_read_timeout = duration(
+        "server.header_read_timeout",
+        &raw.header_read_timeout,
+        Bound::Positive,
+        found,
+    )
+    .filter(|timeout| {
+        let ok = *timeout <= super::MAX_HEADER_READ_TIMEOUT;
+        if !ok {
+            found.add(
+                "server.header_read_timeout",
+                "must be at most 60s: every slow or idle client holds a socket this long",
+            );
+        }
+        ok
+    });
+    let max_connections = if (1..=super::MAX_CONNECTIONS).contains(&raw.max_connections) {
+        Some(raw.max_connections)
+    } else {
+        found.add(
+            "server.max_connections",
+            format!("must be from 1 to {}", super::MAX_CONNECTIONS),
+        );
+        None
+    };
+
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
         trusted_proxies,
         metrics_listen,
+        header_read_timeout: header_read_timeout?,
+        max_connections: max_connections?,
     })
 }
 

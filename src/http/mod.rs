@@ -13,6 +13,7 @@ pub mod login;
 pub mod logout;
 pub mod middleware;
 pub mod pages;
+pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
