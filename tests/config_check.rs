@@ -119,7 +119,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.store.commit_interval, Duration::from_millis(100));
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
-    assert_eq!(config.limits.login_per_minute, 60);
+    assert_eq!(config.limits.login_per_minute, 600);
     assert_eq!(config.limits.backchannel_per_minute, 600);
     assert_eq!(config.limits.max_body_bytes, 16_384);
     assert_eq!(config.limits.request_timeout, Duration::from_secs(30));

@@ -279,8 +279,12 @@ pub struct LogConfig {
 /// `[limits]`
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
-    /// Requests per minute per client address on `/sso` and `/callback`.
+    /// Logins started per minute per client address (at `/sso`; `/callback` is not counted),
+    /// with a minute's worth as burst.
     pub login_per_minute: u32,
+    /// Refused login requests (bad signature, unknown `state`) per minute per client address
+    /// before further refused ones get 429.
+    pub failures_per_minute: u32,
     /// Requests per minute per client address on `/backchannel-logout`.
     pub backchannel_per_minute: u32,
     /// Largest request body accepted (at least 4096).

@@ -195,6 +195,7 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLimits {
     pub(crate) login_per_minute: u32,
+    pub(crate) failures_per_minute: u32,
     pub(crate) backchannel_per_minute: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: String,
@@ -203,7 +204,8 @@ pub(crate) struct RawLimits {
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
-            login_per_minute: 60,
+            login_per_minute: 600,
+            failures_per_minute: 60,
             backchannel_per_minute: 600,
             max_body_bytes: 16 * 1024,
             request_timeout: "30s".to_owned(),

@@ -622,6 +622,7 @@ fn limits(
     let mut ok = true;
     for (key, value) in [
         ("limits.login_per_minute", raw.login_per_minute),
+        ("limits.failures_per_minute", raw.failures_per_minute),
         ("limits.backchannel_per_minute", raw.backchannel_per_minute),
     ] {
         if value == 0 {
@@ -664,6 +665,7 @@ fn limits(
     }
     Some(LimitsConfig {
         login_per_minute: raw.login_per_minute,
+        failures_per_minute: raw.failures_per_minute,
         backchannel_per_minute: raw.backchannel_per_minute,
         max_body_bytes: raw.max_body_bytes,
         request_timeout: request_timeout?,

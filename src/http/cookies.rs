@@ -5,7 +5,8 @@
 //! All are tower-cookies private cookies (AES-256-GCM with the cookie name as associated data),
 //! keyed from `[session] secret` through HKDF so the DiscourseConnect secret is never reused:
 //! - `bridge_login_<state>`: the [`LoginInFlight`], one per attempt so two tabs logging in at
-//!   once keep separate cookies; sent only to the callback, removed there;
+//!   once keep separate cookies, at most [`MAX_ATTEMPTS_PER_BROWSER`]; path `/` so that `/sso`
+//!   sees (and prunes) them; removed at the callback;
 //! - `bridge_session`: the random id of the server-side session record (the ID token for
 //!   `id_token_hint`; the token itself never goes into a cookie);
 //! - `bridge_logout_state`: the `state` of an RP-initiated logout, until `/logged-out`.
@@ -25,6 +26,10 @@ use crate::routes;
 pub const LOGIN_COOKIE_PREFIX: &str = "bridge_login_";
 /// Attempts kept per browser; older abandoned ones are dropped when a new login starts.
 pub const MAX_ATTEMPTS_PER_BROWSER: usize = 4;
+/// Path of the login cookies. `/sso`, where a new attempt prunes the old ones, must receive
+/// them: with the path `/callback` it never saw them, and abandoned attempts piled up in the
+/// browser until its `Cookie` header outgrew what proxies accept (8 KB in nginx's default).
+const LOGIN_COOKIE_PATH: &str = "/";
 /// Name of the bridge session cookie.
 pub const SESSION_COOKIE: &str = "bridge_session";
 /// Name of the cookie carrying the RP-initiated logout `state` to `/logged-out`.
@@ -107,14 +112,14 @@ impl BridgeCookies {
             existing.sort_by_key(|(_, created)| *created);
             let excess = existing.len() + 1 - MAX_ATTEMPTS_PER_BROWSER;
             for (name, _) in existing.into_iter().take(excess) {
-                cookies.remove(removal(name, routes::CALLBACK));
+                cookies.remove(removal(name, LOGIN_COOKIE_PATH));
             }
         }
         let Ok(value) = serde_json::to_string(login) else {
             return;
         };
         let name = Self::login_cookie_name(&login.state);
-        private.add(self.build(name, value, routes::CALLBACK, self.login_max_age));
+        private.add(self.build(name, value, LOGIN_COOKIE_PATH, self.login_max_age));
     }
 
     /// Takes the login attempt for `state` out of the browser: returns it (if the cookie exists,
@@ -126,7 +131,7 @@ impl BridgeCookies {
             .get(&name)
             .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok());
         if cookies.get(&name).is_some() {
-            cookies.remove(removal(name, routes::CALLBACK));
+            cookies.remove(removal(name, LOGIN_COOKIE_PATH));
         }
         login.filter(|l| l.state_matches(state))
     }
@@ -236,7 +241,7 @@ mod tests {
         jar.set_session(&cookies, "id", Duration::from_secs(60));
         jar.set_logout_state(&cookies, "ls");
         for (name, path) in [
-            ("bridge_login_st", routes::CALLBACK),
+            ("bridge_login_st", "/"),
             (SESSION_COOKIE, "/"),
             (LOGOUT_STATE_COOKIE, routes::LOGGED_OUT),
         ] {

@@ -15,7 +15,6 @@
 //!   detection for HTTP/2 would read the first bytes without any deadline.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +40,7 @@ pub struct ConnectionLimits {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the connections finish
 /// their requests in flight (each is told to close after its current response) and returns.
-/// Every request carries the peer address as [`ConnectInfo<SocketAddr>`].
+/// Every request carries the peer address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -102,6 +101,8 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use axum::routing::get;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpStream;
