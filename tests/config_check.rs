@@ -708,6 +708,44 @@ fn warnings_point_out_risky_but_valid_settings() {
     assert_eq!(report.matches("\nwarning: ").count(), 4, "{report}");
 }
 
+/// Issue 15, fault 4: behind a proxy the bridge does not trust, every user has the proxy's
+/// address and shares one rate limit; `check` says so when the bridge listens beyond loopback.
+#[test]
+fn an_empty_trusted_proxies_list_on_a_public_listener_is_a_warning() {
+    let public = load_from_str(
+        VALID,
+        env(&[
+            ("BRIDGE_SERVER__LISTEN", "0.0.0.0:8080"),
+            ("BRIDGE_SERVER__TRUSTED_PROXIES", ""),
+        ]),
+    )
+    .unwrap();
+    assert!(
+        public.warnings().iter().any(|w| w.starts_with(
+            "server.trusted_proxies is empty while the bridge listens on 0.0.0.0:8080"
+        )),
+        "{:#?}",
+        public.warnings()
+    );
+    for (listen, proxies) in [("127.0.0.1:8080", ""), ("0.0.0.0:8080", "10.1.2.3")] {
+        let config = load_from_str(
+            VALID,
+            env(&[
+                ("BRIDGE_SERVER__LISTEN", listen),
+                ("BRIDGE_SERVER__TRUSTED_PROXIES", proxies),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            !config
+                .warnings()
+                .iter()
+                .any(|w| w.starts_with("server.trusted_proxies is empty")),
+            "{listen} {proxies}"
+        );
+    }
+}
+
 #[test]
 fn invalid_toml_is_one_problem_naming_the_file() {
     let file = secret_file("[server\npublic_url = 1\n").unwrap();

@@ -567,6 +567,15 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.server.trusted_proxies.is_empty() && !self.server.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "server.trusted_proxies is empty while the bridge listens on {}: behind a \
+                 reverse proxy or load balancer every user then has the proxy's address, and \
+                 one office's logins share one rate limit; list the proxy's address (or its \
+                 narrowest network)",
+                self.server.listen
+            ));
+        }
         warnings.extend(self.mapper.warnings().iter().cloned());
         warnings
     }
