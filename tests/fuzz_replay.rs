@@ -2,6 +2,7 @@
 //! `fuzz/regressions/<target>/` (past crashes, kept so a fixed crash stays fixed) goes through
 //! the target's property function in `discourse_oidc_bridge::fuzzing`, exactly as the cargo-fuzz
 //! target runs it (docs/security.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
     let login_routes = rate_limited(
         Router::new().route(routes::SSO, get(login::start)),
         limits.login_per_minute,
-        client_ip.clone(),
+        client_ip,
         &mut limiters,
     )
     .route(routes::CALLBACK, get(login::callback))
