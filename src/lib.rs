@@ -25,6 +25,7 @@ pub mod login_writer;
 pub mod logout;
 pub mod mapping;
 pub mod oidc;
+pub mod outbound;
 pub mod problem;
 pub mod relay;
 pub mod routes;

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::{LogFormat, TokenAuthMethod, UserinfoMode};
+use super::{LogFormat, TokenAuthMethod, TrustStore, UserinfoMode};
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 /// The whole file. Every section may be left out; required keys are reported by validation so
@@ -42,6 +42,8 @@ pub(crate) struct RawServer {
     pub(crate) metrics_listen: Option<String>,
     pub(crate) header_read_timeout: String,
     pub(crate) max_connections: usize,
+    pub(crate) outbound_proxy: Option<String>,
+    pub(crate) trust_store: TrustStore,
 }
 
 /// All interfaces, because the bridge usually runs in a container whose port is published by
@@ -57,6 +59,8 @@ impl Default for RawServer {
             metrics_listen: None,
             header_read_timeout: "5s".to_owned(),
             max_connections: 512,
+            outbound_proxy: None,
+            trust_store: TrustStore::Builtin,
         }
     }
 }
@@ -71,6 +75,7 @@ pub(crate) struct RawDiscourse {
     pub(crate) api_key: Option<RawSecret>,
     pub(crate) api_key_file: Option<PathBuf>,
     pub(crate) api_username: Option<String>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// `[oidc]`
@@ -91,6 +96,10 @@ pub(crate) struct RawOidc {
     pub(crate) jwks_min_refresh_interval: String,
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) signing_algs: Vec<String>,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) client_key_file: Option<PathBuf>,
+    pub(crate) client_key_id: Option<String>,
+    pub(crate) client_cert_file: Option<PathBuf>,
 }
 
 impl Default for RawOidc {
@@ -110,6 +119,10 @@ impl Default for RawOidc {
             signing_algs: crate::config::DEFAULT_SIGNING_ALGS
                 .map(str::to_owned)
                 .to_vec(),
+            ca_file: None,
+            client_key_file: None,
+            client_key_id: None,
+            client_cert_file: None,
         }
     }
 }
