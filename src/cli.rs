@@ -27,10 +27,18 @@ pub enum Command {
     /// Validate the configuration: print every problem and exit 1, or print OK and warnings.
     Check {
         /// Also reach the identity provider (discovery, keys, client authentication method and
-        /// algorithm) and the forum, and report certificate and connection problems; changes
-        /// nothing.
+        /// algorithm), the forum and the store (PostgreSQL: server and schema version), and
+        /// report certificate and connection problems; changes nothing.
         #[arg(long)]
         online: bool,
+    },
+    /// Copy an embedded store (login records, sessions, replay set, pending logout jobs) into
+    /// the PostgreSQL store of store.url, to move a single-replica deployment to several
+    /// replicas. Idempotent: copying again adds nothing already copied.
+    CopyStore {
+        /// Directory of the embedded store; defaults to store.path.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
     },
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
@@ -94,9 +102,18 @@ pub fn run(mut cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { online: false } => check(cli.config),
         Command::Check { online: true } => match check(cli.config.clone()) {
-            code if code == ExitCode::SUCCESS => with_runtime(check_online(cli.config)),
+            code if code == ExitCode::SUCCESS => with_runtime(async {
+                let peers = check_online(cli.config.clone()).await;
+                let store = check_store_online(cli.config).await;
+                if peers == ExitCode::SUCCESS {
+                    store
+                } else {
+                    peers
+                }
+            }),
             code => code,
         },
+        Command::CopyStore { from } => with_runtime(copy_store(cli.config, from)),
         Command::Serve => with_runtime(serve(cli.config)),
         #[cfg(feature = "demo")]
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
@@ -208,6 +225,117 @@ async fn check_online(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// The store part of `check --online`: opens the configured store without changing it and
+/// reports on it.
+async fn check_store_online(path: Option<PathBuf>) -> ExitCode {
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let Some(settings) = &config.store.postgres else {
+            let store = crate::store::RedbStore::open(&config.store.path).map_err(|e| {
+                write_err(&format!("store: cannot open the embedded store: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+            let pending = crate::store::LogoutStore::pending_count(&store)
+                .await
+                .map_err(|e| {
+                    write_err(&format!("store: {e}\n"));
+                    ExitCode::FAILURE
+                })?;
+            write_out(&format!(
+                "store: embedded at {}, {pending} logout job(s) pending\n",
+                config.store.path.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        };
+        let summary =
+            crate::store::postgres::parse_url(secrecy::ExposeSecret::expose_secret(&settings.url))
+                .map(|(_, summary)| summary)
+                .map_err(|problem| {
+                    write_err(&format!("store.url: {problem}\n"));
+                    ExitCode::FAILURE
+                })?;
+        let target = format!(
+            "{}:{}/{} as {} (sslmode={})",
+            summary.hosts.join(","),
+            summary.port,
+            summary.dbname,
+            summary.user,
+            summary.tls.as_str()
+        );
+        let store = crate::store::PgStore::new(settings).map_err(|e| {
+            write_err(&format!("store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let (server, schema) = store.inspect().await.map_err(|e| {
+            write_err(&format!("store: cannot use PostgreSQL at {target}: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let known = crate::store::postgres::known_schema_version();
+        write_out(&format!(
+            "store: PostgreSQL {server} at {target}; schema version {schema}, this binary knows \
+             {known}\n"
+        ));
+        if schema > known {
+            write_err(&format!(
+                "store: {}\n",
+                crate::store::StoreError::SchemaTooNew {
+                    found: schema,
+                    known
+                }
+            ));
+            return Ok(ExitCode::FAILURE);
+        }
+        if schema < known {
+            write_out("store: the bridge applies the missing migrations when it starts\n");
+        }
+        Ok(ExitCode::SUCCESS)
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
+/// `copy-store`: embedded store → PostgreSQL.
+async fn copy_store(path: Option<PathBuf>, from: Option<PathBuf>) -> ExitCode {
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let Some(settings) = &config.store.postgres else {
+            write_err("store.url must name the PostgreSQL store to copy into\n");
+            return Err(ExitCode::from(2));
+        };
+        let from = from.unwrap_or_else(|| config.store.path.clone());
+        if !from.join(crate::store::DATABASE_FILE).is_file() {
+            write_err(&format!(
+                "{} holds no embedded store ({})\n",
+                from.display(),
+                crate::store::DATABASE_FILE
+            ));
+            return Err(ExitCode::from(2));
+        }
+        let source = crate::store::RedbStore::open(&from).map_err(|e| {
+            write_err(&format!("cannot open the embedded store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let target = crate::store::PgStore::connect(settings)
+            .await
+            .map_err(|e| {
+                write_err(&format!("cannot use the PostgreSQL store: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+        let report = crate::store::copy::embedded_to_postgres(&source, &target)
+            .await
+            .map_err(|e| {
+                write_err(&format!("copy failed, nothing was written: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+        write_out(&format!(
+            "copied into PostgreSQL: {} login entries, {} sessions, {} logout token ids, {} \
+             pending logout jobs (entries already there were left alone)\n",
+            report.logins, report.sessions, report.jtis, report.jobs
+        ));
+        Ok(ExitCode::SUCCESS)
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
 /// Loads the configuration or reports every problem (exit 2).
 fn load_or_report(path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
     config::load(path).map_err(|errors| {
@@ -243,6 +371,28 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
     let run = || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let claims = read_claims(claims)?;
+        // A SCIM User document is mapped through the claims provisioning would build.
+        let claims = if crate::scim::service::is_scim_user(&claims) {
+            let scim = config
+                .scim
+                .clone()
+                .unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
+            let claims = crate::scim::service::explain_claims(
+                &scim,
+                config.mapper.group_claim(),
+                &serde_json::Value::Object(claims),
+            );
+            if !json {
+                write_out("SCIM user; the claims provisioning builds from it:\n");
+                write_out(&format!(
+                    "{}\n\n",
+                    serde_json::to_string_pretty(&claims).unwrap_or_default()
+                ));
+            }
+            claims
+        } else {
+            claims
+        };
         let outcome = config.mapper.map(&claims);
         if json {
             let report = crate::mapping::explain::Report::from(&outcome);
@@ -284,22 +434,25 @@ fn admin_api(config: &config::Config) -> Result<crate::discourse::api::Discourse
 
 async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
     use crate::relay::{JobOutcome, Relay, RelaySettings};
-    use crate::store::{LogoutStore, RedbStore, RelayJob, RelayReason};
+    use crate::store::{RelayJob, RelayReason};
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let api = admin_api(&config)?;
-        let store: std::sync::Arc<dyn LogoutStore> =
-            std::sync::Arc::new(RedbStore::open(&config.store.path).map_err(|e| {
-                write_err(&format!("cannot open the store: {e}\n"));
-                ExitCode::FAILURE
-            })?);
+        let store = crate::store::open(&config.store).map_err(|e| {
+            write_err(&format!("cannot open the store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
         let now = chrono::Utc::now();
         let job = RelayJob::new(external_id.clone(), RelayReason::AdminCommand, now);
-        let id = store.enqueue(&job).map_err(|e| {
+        let id = store.enqueue(&job).await.map_err(|e| {
             write_err(&format!("cannot queue the log-out: {e}\n"));
             ExitCode::FAILURE
         })?;
-        let relay = Relay::new(store, api, RelaySettings::from_config(&config.logout));
+        let relay = Relay::new(
+            store,
+            api,
+            RelaySettings::from_config(&config.logout, &config.store),
+        );
         let outcomes = relay.run_due(now).await.map_err(|e| {
             write_err(&format!("store error: {e}\n"));
             ExitCode::FAILURE
@@ -312,6 +465,12 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
             Some(JobOutcome::LoggedOut { user_id }) => {
                 write_out(&format!(
                     "logged out Discourse user {user_id} ({external_id})\n"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(JobOutcome::Applied { user_id }) => {
+                write_out(&format!(
+                    "applied for Discourse user {user_id} ({external_id})\n"
                 ));
                 Ok(ExitCode::SUCCESS)
             }

@@ -29,5 +29,6 @@ pub mod outbound;
 pub mod problem;
 pub mod relay;
 pub mod routes;
+pub mod scim;
 pub mod store;
 pub mod telemetry;

@@ -170,3 +170,47 @@ fn explain_exits_2_for_a_bad_configuration() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("groups.mode"));
 }
+
+#[test]
+fn explain_accepts_a_scim_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!("{BASE}\n[groups]\nunmatched = \"keep\"\nmanaged = [\"engineering\"]\n"),
+    )
+    .unwrap();
+    let user = dir.path().join("user.json");
+    std::fs::write(
+        &user,
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": "2819c223",
+            "externalId": "00u1alice",
+            "userName": "alice@example.com",
+            "displayName": "Alice Example",
+            "emails": [{"value": "alice@example.com", "primary": true}],
+            "groups": [{"value": "g1", "display": "Engineering"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["explain", "--json", "--config"])
+        .arg(&config)
+        .arg("--claims")
+        .arg(&user)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["payload"]["external_id"], "00u1alice");
+    assert_eq!(report["payload"]["email"], "alice@example.com");
+    assert_eq!(report["payload"]["name"], "Alice Example");
+    assert_eq!(report["payload"]["add_groups"], "engineering");
+}

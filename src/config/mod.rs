@@ -15,7 +15,7 @@
 //! (`openid,email groups`). An empty value counts as unset, so a variable can clear an optional
 //! key written in the file. Secrets are taken verbatim.
 //!
-//! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`,
+//! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`, `store.url`,
 //! `session.secret`) may instead be read from a file named by `<key>_file`, with one trailing
 //! newline removed. Giving both forms in the same layer is a problem; setting either form from the
 //! environment replaces both forms from the file. Relative paths (secret files, `store.path`) are
@@ -66,6 +66,8 @@ pub struct Config {
     /// The `[mapping]`, `[groups]` and `[access]` sections, compiled once while the
     /// configuration is loaded; its warnings are part of [`Config::warnings`].
     pub mapper: Arc<Mapper>,
+    /// `[scim]`: SCIM provisioning (docs/scim.md); `None` keeps `/scim/v2` off.
+    pub scim: Option<crate::scim::ScimConfig>,
     /// Which file this configuration came from, for `/readyz` and reload logs.
     pub source: ConfigSource,
 }
@@ -321,6 +323,15 @@ pub struct StoreConfig {
     /// Longest time a completed login waits to be committed with others (group commit); zero
     /// makes every login wait for its own durable commit before the browser is sent back.
     pub commit_interval: Duration,
+    /// The shared PostgreSQL store (`url`/`url_file` set); `None` for the embedded store.
+    pub postgres: Option<crate::store::PgSettings>,
+    /// How long a relay worker holds a claimed job before another replica may take it over.
+    pub relay_lease: Duration,
+    /// How often each relay worker looks for jobs it was not told about (queued by another
+    /// replica or the admin command, or whose lease ended).
+    pub poll_interval: Duration,
+    /// Most completed logins held in memory while the store cannot be written.
+    pub login_buffer: usize,
 }
 
 /// Log output format (`log.format`: `text` or `json`).
@@ -512,7 +523,7 @@ fn load_layers(
 
 /// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
 /// (unknown sections, variable names, the file itself) come first.
-const SECTION_ORDER: [&str; 11] = [
+const SECTION_ORDER: [&str; 12] = [
     "server",
     "discourse",
     "oidc",
@@ -524,6 +535,7 @@ const SECTION_ORDER: [&str; 11] = [
     "mapping",
     "groups",
     "access",
+    "scim",
 ];
 
 fn section_rank(key: &str) -> usize {

@@ -120,6 +120,9 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
             middleware::finish_response,
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
+        // SCIM answers every error (oversized bodies included) in its own format and sets its
+        // own body limit, so it joins below the bridge's page and body-limit layers.
+        .merge(scim_routes(&state))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_secs(1)),
@@ -144,6 +147,14 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
         ))
         .with_state(state);
     (router, limiters)
+}
+
+/// `/scim/v2` when `[scim]` is configured, otherwise no routes.
+fn scim_routes(state: &AppState) -> Router<AppState> {
+    match &state.scim {
+        Some(service) => crate::scim::router(service.clone()).with_state(()),
+        None => Router::new(),
+    }
 }
 
 /// The router of the separate metrics listener (`[server] metrics_listen`).

@@ -28,7 +28,7 @@ use crate::login_writer::LoginWriter;
 use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::issuer_id::check_response_issuer;
 use crate::oidc::provider::{Provider, ProviderSlot, merge_claims};
-use crate::store::{CompletedLogin, LoginRecord, SessionRecord};
+use crate::store::{CompletedLogin, LoginRecord, LogoutStore, SessionRecord};
 
 /// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -42,7 +42,10 @@ pub struct LoginService {
     login_timeout: Duration,
     provider: ProviderSlot,
     mapping: Arc<LiveMapping>,
+    /// This replica's memory of used states: the fallback while the store fails.
     used_states: UsedStates,
+    /// Decides whether a login state was used, on every replica.
+    store: Arc<dyn LogoutStore>,
     logins: LoginWriter,
 }
 
@@ -84,11 +87,12 @@ pub struct LoginSettings {
 }
 
 impl LoginService {
-    /// The service over the shared provider, mapping and login writer.
+    /// The service over the shared provider, mapping, store and login writer.
     pub fn new(
         settings: LoginSettings,
         provider: ProviderSlot,
         mapping: Arc<LiveMapping>,
+        store: Arc<dyn LogoutStore>,
         logins: LoginWriter,
     ) -> Self {
         Self {
@@ -98,6 +102,7 @@ impl LoginService {
             provider,
             mapping,
             used_states: UsedStates::default(),
+            store,
             logins,
         }
     }
@@ -142,9 +147,14 @@ impl LoginService {
         }
         let login = login.ok_or(AppError::UnknownLoginState)?;
         let valid_until = login.valid_until(self.login_timeout);
-        if !self
-            .used_states
-            .mark_used(&login.state, now.timestamp(), valid_until)
+        if !crate::store::mark_login_state_used(
+            self.store.as_ref(),
+            &self.used_states,
+            &login.state,
+            now,
+            valid_until,
+        )
+        .await
         {
             return Err(AppError::UnknownLoginState);
         }

@@ -12,4 +12,7 @@ mod login;
 mod logout;
 mod mapping;
 mod ops;
+mod replicas;
+mod scim;
+mod store_suite;
 mod support;

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod forum;
 pub mod idp;
 pub mod node;
+pub mod postgres;
 pub mod proxy;
 pub mod skip;
 pub mod tls;
