@@ -276,12 +276,11 @@ impl Application {
         let (stop_relay, relay_stopped) = watch::channel(false);
         let relay = relay.map(|relay| relay.spawn(relay_stopped).1);
 
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let limits = crate::http::serve::ConnectionLimits {
+            header_read_timeout: config.server.header_read_timeout,
+            max_connections: config.server.max_connections,
+        };
+        let served = crate::http::serve::serve(listener, router, limits, shutdown).await;
 
         // Requests have drained: write the logins still queued, then stop the relay.
         let _ = stop_login_writer.send(true);

@@ -17,6 +17,8 @@ pub mod config;
 pub mod demo;
 pub mod discourse;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod i18n;
 pub mod login;

@@ -127,7 +127,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.store.commit_interval, Duration::from_millis(100));
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
-    assert_eq!(config.limits.login_per_minute, 60);
+    assert_eq!(config.limits.login_per_minute, 600);
     assert_eq!(config.limits.backchannel_per_minute, 600);
     assert_eq!(config.limits.max_body_bytes, 16_384);
     assert_eq!(config.limits.request_timeout, Duration::from_secs(30));
@@ -767,6 +767,44 @@ fn warnings_point_out_risky_but_valid_settings() {
     let (report, ok) = check_report(&Ok(config));
     assert!(ok);
     assert_eq!(report.matches("\nwarning: ").count(), 4, "{report}");
+}
+
+/// Issue 15, fault 4: behind a proxy the bridge does not trust, every user has the proxy's
+/// address and shares one rate limit; `check` says so when the bridge listens beyond loopback.
+#[test]
+fn an_empty_trusted_proxies_list_on_a_public_listener_is_a_warning() {
+    let public = load_from_str(
+        VALID,
+        env(&[
+            ("BRIDGE_SERVER__LISTEN", "0.0.0.0:8080"),
+            ("BRIDGE_SERVER__TRUSTED_PROXIES", ""),
+        ]),
+    )
+    .unwrap();
+    assert!(
+        public.warnings().iter().any(|w| w.starts_with(
+            "server.trusted_proxies is empty while the bridge listens on 0.0.0.0:8080"
+        )),
+        "{:#?}",
+        public.warnings()
+    );
+    for (listen, proxies) in [("127.0.0.1:8080", ""), ("0.0.0.0:8080", "10.1.2.3")] {
+        let config = load_from_str(
+            VALID,
+            env(&[
+                ("BRIDGE_SERVER__LISTEN", listen),
+                ("BRIDGE_SERVER__TRUSTED_PROXIES", proxies),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            !config
+                .warnings()
+                .iter()
+                .any(|w| w.starts_with("server.trusted_proxies is empty")),
+            "{listen} {proxies}"
+        );
+    }
 }
 
 #[test]

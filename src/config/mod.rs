@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -106,6 +107,12 @@ pub struct ServerConfig {
     /// Where `/metrics` is served: its own address (default `127.0.0.1:9090`), or `None` when
     /// `metrics_public = true` asks for the public `listen` address instead.
     pub metrics_listen: Option<SocketAddr>,
+    /// Longest wait for a complete request head, from accept and between keep-alive requests
+    /// (default 5 s, at most [`MAX_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+    /// Most client connections open at once (default 512, 1 to [`MAX_CONNECTIONS`]); more wait
+    /// in the kernel's accept queue.
+    pub max_connections: usize,
     /// Proxy for every outbound request (IdP and Discourse); `None` follows the `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` environment variables. `NO_PROXY` applies either way.
     pub outbound_proxy: Option<Url>,
@@ -125,6 +132,11 @@ pub enum TrustStore {
     /// the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR`).
     Os,
 }
+
+/// Upper bound of `server.header_read_timeout`: a slow client may hold a socket this long.
+pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound of `server.max_connections`.
+pub const MAX_CONNECTIONS: usize = 65_536;
 
 /// `[discourse]`
 #[derive(Debug, Clone)]
@@ -265,6 +277,10 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
     /// Minimum time between two JWKS refetches triggered by an unknown `kid`.
     pub jwks_min_refresh_interval: Duration,
+    /// The JWS algorithms (RFC 7518 §3.1) the client is registered for: the only ones accepted
+    /// on ID tokens and logout tokens, further narrowed to what the IdP advertises. Never
+    /// `none`; `HS*` only when listed explicitly and a client secret is set.
+    pub signing_algs: Vec<CoreJwsSigningAlgorithm>,
     /// Certificate authorities trusted for the IdP besides the built-in roots (`ca_file`).
     pub ca_certs: Vec<CertificateDer<'static>>,
     /// The `private_key_jwt` signing key (`client_key_file`, `client_key_id`).
@@ -272,6 +288,13 @@ pub struct OidcConfig {
     /// The `tls_client_auth` certificate and key (`client_cert_file`, `client_key_file`).
     pub client_identity: Option<ClientIdentity>,
 }
+
+/// `oidc.signing_algs` by default: every asymmetric algorithm the bridge verifies. `HS*` (MACs
+/// keyed with the client secret, which every replica and deploy pipeline holds) must be listed
+/// explicitly.
+pub const DEFAULT_SIGNING_ALGS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// `[session]`
 #[derive(Debug, Clone)]
@@ -337,8 +360,12 @@ pub struct LogConfig {
 /// `[limits]`
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
-    /// Requests per minute per client address on `/sso` and `/callback`.
+    /// Logins started per minute per client address (at `/sso`; `/callback` is not counted),
+    /// with a minute's worth as burst.
     pub login_per_minute: u32,
+    /// Refused login requests (bad signature, unknown `state`) per minute per client address
+    /// before further refused ones get 429.
+    pub failures_per_minute: u32,
     /// Requests per minute per client address on `/backchannel-logout`.
     pub backchannel_per_minute: u32,
     /// Largest request body accepted (at least 4096).
@@ -645,6 +672,15 @@ impl Config {
                  in X-Forwarded-For and evade the rate limits"
                     .to_owned(),
             );
+        }
+        if self.server.trusted_proxies.is_empty() && !self.server.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "server.trusted_proxies is empty while the bridge listens on {}: behind a \
+                 reverse proxy or load balancer every user then has the proxy's address, and \
+                 one office's logins share one rate limit; list the proxy's address (or its \
+                 narrowest network)",
+                self.server.listen
+            ));
         }
         warnings.extend(self.mapper.warnings().iter().cloned());
         warnings

@@ -44,6 +44,8 @@ pub(crate) struct RawServer {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
     pub(crate) metrics_public: bool,
+    pub(crate) header_read_timeout: String,
+    pub(crate) max_connections: usize,
     pub(crate) outbound_proxy: Option<String>,
     pub(crate) trust_store: TrustStore,
 }
@@ -64,6 +66,8 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             metrics_public: false,
+            header_read_timeout: "5s".to_owned(),
+            max_connections: 512,
             outbound_proxy: None,
             trust_store: TrustStore::Builtin,
         }
@@ -99,6 +103,8 @@ pub(crate) struct RawOidc {
     pub(crate) clock_skew: String,
     pub(crate) http_timeout: String,
     pub(crate) jwks_min_refresh_interval: String,
+    #[serde(deserialize_with = "list_or_separated_string")]
+    pub(crate) signing_algs: Vec<String>,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) client_key_file: Option<PathBuf>,
     pub(crate) client_key_id: Option<String>,
@@ -119,6 +125,9 @@ impl Default for RawOidc {
             clock_skew: "60s".to_owned(),
             http_timeout: "10s".to_owned(),
             jwks_min_refresh_interval: "60s".to_owned(),
+            signing_algs: crate::config::DEFAULT_SIGNING_ALGS
+                .map(str::to_owned)
+                .to_vec(),
             ca_file: None,
             client_key_file: None,
             client_key_id: None,
@@ -226,6 +235,7 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLimits {
     pub(crate) login_per_minute: u32,
+    pub(crate) failures_per_minute: u32,
     pub(crate) backchannel_per_minute: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) request_timeout: String,
@@ -234,7 +244,8 @@ pub(crate) struct RawLimits {
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
-            login_per_minute: 60,
+            login_per_minute: 600,
+            failures_per_minute: 60,
             backchannel_per_minute: 600,
             max_body_bytes: 16 * 1024,
             request_timeout: "30s".to_owned(),

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use openidconnect::JwsSigningAlgorithm as _;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
 use url::{Host, Url};
 
@@ -302,6 +304,32 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         }
     };
 
+    let header_read_timeout = duration(
+        "server.header_read_timeout",
+        &raw.header_read_timeout,
+        Bound::Positive,
+        found,
+    )
+    .filter(|timeout| {
+        let ok = *timeout <= super::MAX_HEADER_READ_TIMEOUT;
+        if !ok {
+            found.add(
+                "server.header_read_timeout",
+                "must be at most 60s: every slow or idle client holds a socket this long",
+            );
+        }
+        ok
+    });
+    let max_connections = if (1..=super::MAX_CONNECTIONS).contains(&raw.max_connections) {
+        Some(raw.max_connections)
+    } else {
+        found.add(
+            "server.max_connections",
+            format!("must be from 1 to {}", super::MAX_CONNECTIONS),
+        );
+        None
+    };
+
     let outbound_proxy = match given(raw.outbound_proxy) {
         Some(text) => match Url::parse(text.trim()) {
             Ok(url) if matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") => {
@@ -359,6 +387,8 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         public_url,
         trusted_proxies,
         metrics_listen,
+        header_read_timeout: header_read_timeout?,
+        max_connections: max_connections?,
         outbound_proxy: outbound_proxy?,
     })
 }
@@ -497,6 +527,11 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         found,
     );
 
+    let signing_algs = signing_algs(
+        &raw.signing_algs,
+        matches!(client_secret, Some(Some(_))),
+        found,
+    );
     let ca_certs = ca_file("oidc.ca_file", raw.ca_file.as_deref(), found);
     let (client_key, client_identity) = client_credentials(
         raw.token_auth_method,
@@ -521,6 +556,7 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         clock_skew: clock_skew?,
         http_timeout: http_timeout?,
         jwks_min_refresh_interval: jwks_min_refresh_interval?,
+        signing_algs: signing_algs?,
     })
 }
 
@@ -639,6 +675,50 @@ fn client_credentials(
 
 /// Scope tokens are space-separated on the wire, so one with a space in it would silently turn
 /// into two; duplicates are dropped, keeping the first occurrence's position.
+/// `oidc.signing_algs`: JWS algorithm names (RFC 7518 §3.1, case-sensitive), at least one,
+/// never `none`, `HS*` only with a client secret (the MAC key).
+fn signing_algs(
+    raw: &[String],
+    has_client_secret: bool,
+    found: &mut Problems<'_>,
+) -> Option<Vec<CoreJwsSigningAlgorithm>> {
+    let mut algs: Vec<CoreJwsSigningAlgorithm> = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (index, name) in raw.iter().enumerate() {
+        let parsed: Option<CoreJwsSigningAlgorithm> =
+            serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).ok();
+        let problem = match &parsed {
+            None => Some(format!(
+                "\"{name}\" is not a JWS algorithm (RS256, PS256, ES256, EdDSA, HS256, ...)"
+            )),
+            Some(CoreJwsSigningAlgorithm::None) => {
+                Some("\"none\" would accept unsigned tokens".to_owned())
+            }
+            Some(alg) if alg.uses_shared_secret() && !has_client_secret => Some(format!(
+                "\"{name}\" tokens are MACed with the client secret, and oidc.client_secret is \
+                 not set"
+            )),
+            Some(_) => None,
+        };
+        match (problem, parsed) {
+            (Some(problem), _) => {
+                found.add(format!("oidc.signing_algs[{index}]"), problem);
+                ok = false;
+            }
+            (None, Some(alg)) if !algs.contains(&alg) => algs.push(alg),
+            (None, _) => {}
+        }
+    }
+    if raw.is_empty() {
+        found.add(
+            "oidc.signing_algs",
+            "must list at least one algorithm, e.g. \"RS256\"",
+        );
+        ok = false;
+    }
+    ok.then_some(algs)
+}
+
 fn scopes(raw: &[String], found: &mut Problems<'_>) -> Option<Vec<String>> {
     let mut scopes: Vec<String> = Vec::with_capacity(raw.len());
     let mut ok = true;
@@ -924,6 +1004,7 @@ fn limits(
     let mut ok = true;
     for (key, value) in [
         ("limits.login_per_minute", raw.login_per_minute),
+        ("limits.failures_per_minute", raw.failures_per_minute),
         ("limits.backchannel_per_minute", raw.backchannel_per_minute),
     ] {
         if value == 0 {
@@ -966,6 +1047,7 @@ fn limits(
     }
     Some(LimitsConfig {
         login_per_minute: raw.login_per_minute,
+        failures_per_minute: raw.failures_per_minute,
         backchannel_per_minute: raw.backchannel_per_minute,
         max_body_bytes: raw.max_body_bytes,
         request_timeout: request_timeout?,
@@ -1327,6 +1409,28 @@ mod tests {
         assert_eq!(strip_one_newline("abc\n\n".to_owned()), "abc\n");
         assert_eq!(strip_one_newline("abc ".to_owned()), "abc ");
         assert_eq!(strip_one_newline("abc".to_owned()), "abc");
+    }
+
+    #[test]
+    fn signing_algs_refuse_none_unknown_names_and_hs_without_a_client_secret() {
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (kept, problems) =
+            check(|f| signing_algs(&list(&["RS256", "ES256", "RS256"]), false, f));
+        assert!(problems.is_empty());
+        assert_eq!(
+            kept,
+            Some(vec![
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256
+            ])
+        );
+        let (_, problems) = check(|f| signing_algs(&list(&["none", "rs256", "HS256"]), false, f));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let (kept, problems) = check(|f| signing_algs(&list(&["HS256"]), true, f));
+        assert!(problems.is_empty());
+        assert_eq!(kept, Some(vec![CoreJwsSigningAlgorithm::HmacSha256]));
+        let (_, problems) = check(|f| signing_algs(&[], true, f));
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]

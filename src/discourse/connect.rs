@@ -79,6 +79,11 @@ pub enum ConnectError {
     MissingNonce,
     #[error("the DiscourseConnect payload has no `return_sso_url`")]
     MissingReturnSsoUrl,
+    /// The text is not an absolute URL exactly as the URL Standard serializes it (raw control
+    /// characters, spaces, an uppercase scheme or host, a default port, ...). The bridge would
+    /// otherwise compare one URL and redirect to another text.
+    #[error("the DiscourseConnect `return_sso_url` is not a URL in its canonical form")]
+    NonCanonicalReturnSsoUrl,
 }
 
 impl ConnectError {
@@ -514,7 +519,9 @@ pub struct SsoRequest {
 impl SsoRequest {
     /// Verifies Discourse's login request from the raw (still percent-encoded) URL query.
     ///
-    /// An empty `nonce` or `return_sso_url` counts as missing: neither can start a login.
+    /// An empty `nonce` or `return_sso_url` counts as missing: neither can start a login. A
+    /// `return_sso_url` must be exactly its own canonical serialization (see
+    /// [`is_canonical_url`]), so the URL the bridge checks is the text it later redirects to.
     pub fn verify(raw_query: &str, secret: &ConnectSecret) -> Result<SsoRequest, ConnectError> {
         let (sso, sig) = parse_sso_query(raw_query)?;
         let mut payload = Payload::decode(&sso, &sig, secret)?;
@@ -526,6 +533,9 @@ impl SsoRequest {
             .remove(Field::ReturnSsoUrl)
             .filter(|url| !url.is_empty())
             .ok_or(ConnectError::MissingReturnSsoUrl)?;
+        if !is_canonical_url(&return_sso_url) {
+            return Err(ConnectError::NonCanonicalReturnSsoUrl);
+        }
         Ok(SsoRequest {
             nonce,
             return_sso_url,
@@ -541,6 +551,15 @@ impl SsoRequest {
             .set(Field::ReturnSsoUrl, self.return_sso_url.as_str());
         payload.sign(secret)
     }
+}
+
+/// Whether `text` parses as an absolute URL (URL Standard, as the `url` crate implements it)
+/// whose serialization is `text` itself, byte for byte. The parser silently drops tabs and line
+/// breaks, trims spaces and control characters, lowercases scheme and host, removes a default
+/// port and percent-encodes what needs it; any text it would change is refused. Discourse sends
+/// `Discourse.base_url + "/session/sso_login"`, which is canonical.
+pub fn is_canonical_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|url| url.as_str() == text)
 }
 
 /// Takes `sso` and `sig` out of a raw URL query string (without or with its leading `?`).
@@ -1052,6 +1071,46 @@ mod tests {
             let error = SsoRequest::verify(&signed.query_string(), &secret()).unwrap_err();
             assert_eq!(error, expected, "{inner}");
             assert_message_is_safe(&error, &[&signed.sso, &signed.sig]);
+        }
+    }
+
+    /// Issue 15, fault 6: the URL parser drops raw tabs and line breaks, so a signed
+    /// `return_sso_url` holding one used to pass the forum check at `/sso` and fail with a 500
+    /// after the login. Any text that is not its own canonical form is now refused up front.
+    #[test]
+    fn a_return_url_that_is_not_its_canonical_form_is_refused() {
+        let refused = [
+            "http://forum.example/session/sso\r\n_login",
+            "http://forum.example/session/sso_login\r\nSet-Cookie: a=b",
+            "http://forum.example/session/\tsso_login",
+            "http://forum.example/session/sso_login\n",
+            " http://forum.example/session/sso_login",
+            "HTTP://forum.example/session/sso_login",
+            "http://FORUM.example/session/sso_login",
+            "http://forum.example:80/session/sso_login",
+            "http://forum.example/session/sso login",
+            "http://forum.example/session/../session/sso_login",
+            "http://forum.example",
+            "/session/sso_login",
+        ];
+        for url in refused {
+            let request = SsoRequest {
+                nonce: SEED_NONCE.to_owned(),
+                return_sso_url: url.to_owned(),
+            };
+            let signed = request.sign(&secret());
+            assert_eq!(
+                SsoRequest::verify(&signed.query_string(), &secret()),
+                Err(ConnectError::NonCanonicalReturnSsoUrl),
+                "{url:?}"
+            );
+        }
+        for url in [
+            FORUM_RETURN_URL,
+            "https://forum.example:8443/session/sso_login",
+            "https://forum.example/forum/session/sso_login",
+        ] {
+            assert!(is_canonical_url(url), "{url}");
         }
     }
 

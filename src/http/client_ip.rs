@@ -2,10 +2,51 @@
 //! proxy, the address the proxy reports in `Forwarded` (RFC 7239) or `X-Forwarded-For`. The
 //! bridge's own public URL always comes from configuration, never from request headers.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use ipnet::IpNet;
+
+/// The client address of a request, resolved once per request (see [`resolve`]) and kept in
+/// its extensions for the request log line, the rate limits and the handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Resolves the client address of `request` and stores it as a [`ClientAddr`] extension. A
+/// request without a TCP peer (in-process tests) counts as from `127.0.0.1`.
+pub fn annotate<B>(
+    trusted: Arc<[IpNet]>,
+) -> impl Fn(axum::http::Request<B>) -> axum::http::Request<B> + Clone {
+    move |mut request| {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+        let client = resolve(peer, request.headers(), &trusted);
+        request.extensions_mut().insert(ClientAddr(client));
+        request
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+        Ok(parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or(ClientAddr(peer)))
+    }
+}
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {

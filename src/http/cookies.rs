@@ -5,7 +5,8 @@
 //! All are tower-cookies private cookies (AES-256-GCM with the cookie name as associated data),
 //! keyed from `[session] secret` through HKDF so the DiscourseConnect secret is never reused:
 //! - `bridge_login_<state>`: the [`LoginInFlight`], one per attempt so two tabs logging in at
-//!   once keep separate cookies; sent only to the callback, removed there;
+//!   once keep separate cookies, at most [`MAX_ATTEMPTS_PER_BROWSER`]; scoped to the bridge's root
+//!   so that `/sso` sees and prunes them; removed at the callback;
 //! - `bridge_session`: the random id of the server-side session record (the ID token for
 //!   `id_token_hint`; the token itself never goes into a cookie);
 //! - `bridge_logout_state`: the `state` of an RP-initiated logout, until `/logged-out`;
@@ -69,7 +70,9 @@ pub struct BridgeCookies {
     /// `Max-Age` of the login and logout-state cookies: the login timeout plus
     /// [`LOGIN_COOKIE_GRACE`].
     login_max_age: Duration,
-    /// The paths cookies are scoped to: `server.public_url`'s prefix + the route.
+    /// The paths cookies are scoped to: `server.public_url`'s prefix + the route; the login
+    /// and session cookies take the prefix itself (`/` without one), the kept denial the
+    /// callback's path.
     callback_path: String,
     logged_out_path: String,
     session_path: String,
@@ -153,14 +156,17 @@ impl BridgeCookies {
             existing.sort_by_key(|(_, created)| *created);
             let excess = existing.len() + 1 - MAX_ATTEMPTS_PER_BROWSER;
             for (name, _) in existing.into_iter().take(excess) {
-                cookies.remove(removal(name, &self.callback_path));
+                cookies.remove(removal(name, &self.session_path));
             }
         }
         let Ok(value) = serde_json::to_string(login) else {
             return;
         };
         let name = Self::login_cookie_name(&login.state);
-        private.add(self.build(name, value, &self.callback_path, self.login_max_age));
+        // Path: the bridge's root, so that `/sso`, where a new attempt prunes the old ones, receives
+        // them. With the callback's path `/sso` never saw them, and abandoned attempts piled up
+        // until the browser's Cookie header outgrew what proxies accept (8 KB in nginx).
+        private.add(self.build(name, value, &self.session_path, self.login_max_age));
     }
 
     /// Takes the login attempt for `state` out of the browser: returns it (if the cookie exists,
@@ -172,7 +178,7 @@ impl BridgeCookies {
             .get(&name)
             .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok());
         if cookies.get(&name).is_some() {
-            cookies.remove(removal(name, &self.callback_path));
+            cookies.remove(removal(name, &self.session_path));
         }
         login.filter(|l| l.state_matches(state))
     }
@@ -342,7 +348,7 @@ mod tests {
         jar.set_session(&cookies, "id", Duration::from_secs(60));
         jar.set_logout_state(&cookies, "ls");
         for (name, path) in [
-            ("bridge_login_st", routes::CALLBACK),
+            ("bridge_login_st", "/"),
             (SESSION_COOKIE, "/"),
             (LOGOUT_STATE_COOKIE, routes::LOGGED_OUT),
         ] {
@@ -363,7 +369,7 @@ mod tests {
         jar.set_session(&cookies, "id", Duration::from_secs(60));
         jar.set_logout_state(&cookies, "ls");
         for (name, path) in [
-            ("bridge_login_st", "/login/callback"),
+            ("bridge_login_st", "/login"),
             (SESSION_COOKIE, "/login"),
             (LOGOUT_STATE_COOKIE, "/login/logged-out"),
         ] {

@@ -97,8 +97,45 @@ impl IntoResponse for BackchannelError {
     }
 }
 
+/// Whether a `GET /logout` was sent by the forum (Discourse's `logout_redirect` after its own
+/// logout) or by the user, rather than forged by another site. Browsers mark the request:
+/// `Sec-Fetch-Site` (Fetch Metadata) is `same-origin`, `same-site` or `none` (typed, bookmark)
+/// unless another site started it; and Discourse's default referrer policy sends its origin as
+/// `Referer`, which a forging page cannot set. A cross-site request whose `Referer` is missing
+/// or another origin, or any request whose `Referer` is another origin, is treated as forged.
+pub fn logout_is_genuine(headers: &HeaderMap, forum: &url::Url, bridge: &url::Url) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if matches!(
+        fetch_site.as_deref(),
+        Some("same-origin" | "same-site" | "none")
+    ) {
+        return true;
+    }
+    let referer_ours = |referer: &str| {
+        url::Url::parse(referer).is_ok_and(|referer| {
+            let origin = referer.origin();
+            origin == forum.origin() || origin == bridge.origin()
+        })
+    };
+    match (
+        fetch_site,
+        headers.get(header::REFERER).map(|v| v.to_str().ok()),
+    ) {
+        // A request with neither header is no browser's cross-site navigation (every current
+        // browser sends Sec-Fetch-Site): a script, or a browser too old to forge it with.
+        (None, None) => true,
+        (_, Some(Some(referer))) => referer_ours(referer),
+        _ => false,
+    }
+}
+
 /// `GET /logout` (Discourse's `logout_redirect`): forget the bridge session and, when the IdP
-/// supports it, send the browser to its `end_session_endpoint` with `id_token_hint`.
+/// supports it, send the browser to its `end_session_endpoint` with `id_token_hint`. A request
+/// another site forged ([`logout_is_genuine`]) changes nothing: it gets a logged-out page that
+/// claims nothing, the session stays, and the IdP is not asked to log the user out.
 pub async fn start(
     State(state): State<AppState>,
     cookies: Cookies,
@@ -124,6 +161,15 @@ async fn end_sessions(
     headers: &HeaderMap,
     then_log_in: bool,
 ) -> Result<Response, AppError> {
+    if !logout_is_genuine(
+        headers,
+        &state.config.discourse.url,
+        &state.config.server.public_url,
+    ) {
+        metrics::counter!("bridge_logout_cross_site_total").increment(1);
+        tracing::info!("logout request from another site: the IdP session is left alone");
+        return Ok(logged_out_page(state, headers, LoggedOut::Unconfirmed));
+    }
     let session_id = state.cookies.take_session(cookies);
     match state.logout.start(session_id, state.clock.now()).await? {
         LogoutStart::AtIdp {
@@ -231,6 +277,46 @@ mod tests {
             form("logout_token=a&logout_token=b"),
             Err("repeated_logout_token")
         );
+    }
+
+    /// Issue 15, item 8: any page could send the browser to `GET /logout` and so log the user
+    /// out at the IdP.
+    #[test]
+    fn only_the_forum_or_the_user_starts_a_logout() {
+        let forum = url::Url::parse("https://forum.example.com").unwrap();
+        let bridge = url::Url::parse("https://login.example.com").unwrap();
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            logout_is_genuine(&headers, &forum, &bridge)
+        };
+        assert!(check(&[("sec-fetch-site", "same-site")]));
+        assert!(check(&[("sec-fetch-site", "same-origin")]));
+        assert!(check(&[("sec-fetch-site", "none")]));
+        assert!(check(&[
+            ("sec-fetch-site", "cross-site"),
+            ("referer", "https://forum.example.com/")
+        ]));
+        assert!(check(&[("referer", "https://forum.example.com/t/1")]));
+        assert!(check(&[(
+            "referer",
+            "https://login.example.com/logged-out"
+        )]));
+        assert!(!check(&[
+            ("sec-fetch-site", "cross-site"),
+            ("referer", "https://evil.example/")
+        ]));
+        assert!(!check(&[("sec-fetch-site", "cross-site")]));
+        assert!(!check(&[(
+            "referer",
+            "https://forum.example.com.evil.example/"
+        )]));
+        assert!(!check(&[("referer", "http://forum.example.com/")]));
+        assert!(!check(&[("referer", "https://evil.example/")]));
+        // No Fetch Metadata and no Referer: not a current browser's cross-site request.
+        assert!(check(&[]));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::{MakeSpan, OnResponse};
 
 use crate::error::{AppError, ErrorPage, NextStep};
+use crate::http::client_ip::ClientAddr;
 use crate::http::state::AppState;
 
 /// Header carrying the request id in and out.
@@ -54,8 +55,20 @@ impl MakeRequestId for NewRequestId {
     }
 }
 
-/// The request span: request id, method and path. The path only: query strings carry sso/sig,
-/// codes and states.
+/// Paths polled by probes and scrapers, whose request lines are logged at `debug`: at `info`
+/// they drown the log (one line per probe, per scrape, per load-balancer check).
+const QUIET_PATHS: [&str; 3] = [
+    crate::routes::HEALTHZ,
+    crate::routes::READYZ,
+    crate::routes::METRICS,
+];
+
+/// Name of the request span of a [quiet](QUIET_PATHS) path.
+const QUIET_SPAN: &str = "probe";
+
+/// The request span: request id, client address (after trusted-proxy resolution, see
+/// [`ClientAddr`]), method and path. The path only: query strings carry sso/sig, codes and
+/// states. Probes get a `debug` span named `probe`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestSpan;
 
@@ -66,16 +79,34 @@ impl<B> MakeSpan<B> for RequestSpan {
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        tracing::info_span!(
-            "request",
-            request_id,
-            method = %request.method(),
-            path = request.uri().path(),
-        )
+        let client = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|client| client.0.to_string())
+            .unwrap_or_default();
+        let path = request.uri().path();
+        if QUIET_PATHS.contains(&path) {
+            tracing::debug_span!(
+                QUIET_SPAN,
+                request_id,
+                client,
+                method = %request.method(),
+                path,
+            )
+        } else {
+            tracing::info_span!(
+                "request",
+                request_id,
+                client,
+                method = %request.method(),
+                path,
+            )
+        }
     }
 }
 
-/// The one log line per request: status and latency, in the request span.
+/// The one log line per request: status and latency, in the request span; at `debug` for
+/// probes (a disabled span means the line would not be wanted either).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogResponse;
 
@@ -84,11 +115,18 @@ impl<B> OnResponse<B> for LogResponse {
         self,
         response: &axum::http::Response<B>,
         latency: std::time::Duration,
-        _span: &tracing::Span,
+        span: &tracing::Span,
     ) {
         let status = response.status().as_u16();
         let latency_ms = latency.as_secs_f64() * 1000.0;
-        tracing::info!(status, latency_ms, "request handled");
+        let quiet = span
+            .metadata()
+            .is_none_or(|metadata| metadata.name() == QUIET_SPAN);
+        if quiet && response.status().is_success() {
+            tracing::debug!(status, latency_ms, "request handled");
+        } else {
+            tracing::info!(status, latency_ms, "request handled");
+        }
     }
 }
 

@@ -13,6 +13,8 @@ pub mod login;
 pub mod logout;
 pub mod middleware;
 pub mod pages;
+pub mod rate_limit;
+pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
@@ -71,17 +73,22 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
     let timeout = limits.request_timeout;
     let max_body = limits.max_body_bytes;
     let mut limiters = RateLimiters::default();
-    let client_ip = ClientIpKey {
-        trusted_proxies: state.config.server.trusted_proxies.clone().into(),
-    };
+    let trusted_proxies: Arc<[ipnet::IpNet]> = state.config.server.trusted_proxies.clone().into();
+    let client_ip = ClientIpKey;
+    // A login costs one unit, at /sso; /callback is charged only for refusals (rate_limit).
+    let failures = Arc::new(rate_limit::FailureBudget::new(limits.failures_per_minute));
+    limiters.0.push(Box::new({
+        let failures = failures.clone();
+        move || failures.retain_recent()
+    }));
     let login_routes = rate_limited(
-        Router::new()
-            .route(routes::SSO, get(login::start))
-            .route(routes::CALLBACK, get(login::callback)),
+        Router::new().route(routes::SSO, get(login::start)),
         limits.login_per_minute,
-        client_ip.clone(),
+        client_ip,
         &mut limiters,
-    );
+    )
+    .route(routes::CALLBACK, get(login::callback))
+    .layer(axum::Extension(failures));
     let backchannel_routes = rate_limited(
         Router::new().route(routes::BACKCHANNEL_LOGOUT, post(logout::backchannel)),
         limits.backchannel_per_minute,
@@ -131,6 +138,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
                 .on_eos(())
                 .on_failure(()),
         )
+        .layer(MapRequestLayer::new(client_ip::annotate(trusted_proxies)))
         .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID_HEADER))
         .layer(SetRequestIdLayer::new(
             middleware::REQUEST_ID_HEADER,
@@ -159,12 +167,10 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Rate-limit key: the client address, resolved (see [`client_ip`]) from the TCP peer and,
+/// Rate-limit key: the client address [`client_ip::annotate`] resolved from the TCP peer and,
 /// behind a trusted proxy, its forwarding headers.
-#[derive(Debug, Clone)]
-struct ClientIpKey {
-    trusted_proxies: Arc<[ipnet::IpNet]>,
-}
+#[derive(Debug, Clone, Copy)]
+struct ClientIpKey;
 
 impl KeyExtractor for ClientIpKey {
     type Key = std::net::IpAddr;
@@ -174,11 +180,10 @@ impl KeyExtractor for ClientIpKey {
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
-        Ok(client_ip::resolve(
-            peer,
-            request.headers(),
-            &self.trusted_proxies,
-        ))
+        Ok(request
+            .extensions()
+            .get::<client_ip::ClientAddr>()
+            .map_or(peer, |client| client.0))
     }
 }
 
@@ -193,10 +198,10 @@ fn rate_limited(
     limiters: &mut RateLimiters,
 ) -> Router<AppState> {
     let per_minute = per_minute.max(1);
-    let period =
-        Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1));
     let mut builder = GovernorConfigBuilder::default().key_extractor(client_ip);
-    builder.period(period).burst_size(per_minute);
+    builder
+        .period(rate_limit::replenish_period(per_minute))
+        .burst_size(per_minute);
     // Only a zero period or burst makes `finish` fail, which the clamps above rule out.
     let Some(config) = builder.finish() else {
         tracing::error!("rate limit configuration rejected; serving without a limit");

@@ -26,6 +26,7 @@ use crate::discourse::connect::{ConnectSecret, Field, SsoRequest};
 use crate::error::AppError;
 use crate::login_writer::LoginWriter;
 use crate::oidc::id_token::VerifiedIdToken;
+use crate::oidc::issuer_id::check_response_issuer;
 use crate::oidc::provider::{Provider, ProviderSlot, merge_claims};
 use crate::store::{CompletedLogin, LoginRecord, LogoutStore, SessionRecord};
 
@@ -165,18 +166,19 @@ impl LoginService {
                 timeout: self.login_timeout,
             });
         }
+        let provider = self.provider()?;
+        // RFC 9207 §2.4, before anything of the response is believed, error responses included:
+        // a mismatching `iss`, or none from a provider that announces it, rejects the response.
+        check_response_issuer(
+            params.iss.as_deref(),
+            provider.issuer().as_str(),
+            provider.sends_response_issuer(),
+        )
+        .map_err(|_| AppError::IssuerMismatch)?;
         if let Some(error) = params.error.as_deref() {
             return Err(AppError::IdpRefused {
                 code: sanitize_error_code(error),
             });
-        }
-        let provider = self.provider()?;
-        if params
-            .iss
-            .as_deref()
-            .is_some_and(|iss| iss != provider.issuer().as_str())
-        {
-            return Err(AppError::IssuerMismatch);
         }
         let code = params.code.ok_or(AppError::BadCallback("no code"))?;
 

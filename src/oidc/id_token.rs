@@ -24,7 +24,7 @@ pub struct IdTokenRules {
     pub client_id: ClientId,
     /// For HS* tokens of confidential clients.
     pub client_secret: Option<ClientSecret>,
-    /// The IdP's advertised `id_token_signing_alg_values_supported`, without `none`.
+    /// What [`acceptable_algs`] made of the configuration and the IdP's advertised list.
     pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     /// Allowed clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
@@ -52,11 +52,18 @@ pub enum IdTokenError {
     Invalid(String),
 }
 
-/// Drops `none` and any algorithm the bridge must never accept from an advertised list.
-pub fn acceptable_algs(advertised: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSigningAlgorithm> {
-    advertised
+/// The algorithms accepted on ID and logout tokens: those the client is registered for
+/// (`oidc.signing_algs`) that the IdP also advertises (`id_token_signing_alg_values_supported`),
+/// in the configured order, never `none` (OIDC Core §3.1.3.7 steps 6-7; OIDC Registration's
+/// `id_token_signed_response_alg`). An IdP that lists `HS256` does not make the bridge accept
+/// MACs keyed with the client secret: only the configuration does.
+pub fn acceptable_algs(
+    advertised: &[CoreJwsSigningAlgorithm],
+    configured: &[CoreJwsSigningAlgorithm],
+) -> Vec<CoreJwsSigningAlgorithm> {
+    configured
         .iter()
-        .filter(|alg| **alg != CoreJwsSigningAlgorithm::None)
+        .filter(|alg| **alg != CoreJwsSigningAlgorithm::None && advertised.contains(alg))
         .cloned()
         .collect()
 }
@@ -85,7 +92,13 @@ pub fn validate(
             keys.clone(),
         ),
     }
-    .set_allowed_algs(acceptable_algs(&rules.allowed_algs))
+    .set_allowed_algs(
+        rules
+            .allowed_algs
+            .iter()
+            .filter(|alg| **alg != CoreJwsSigningAlgorithm::None)
+            .cloned(),
+    )
     // `exp` is checked as `now >= exp`; moving "now" back by the skew tolerates a slow clock.
     .set_time_fn(move || now - skew)
     .set_issue_time_verifier_fn(move |iat| {

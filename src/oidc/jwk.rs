@@ -29,6 +29,13 @@
 //!
 //! PSS signatures use a salt as long as the hash, as RFC 7518 §3.5 requires and as both
 //! libraries enforce.
+//!
+//! Before any signature reaches a library, its length is checked against the one the algorithm
+//! and key produce (RFC 7518 §3.2: the full HMAC output; §3.3/§3.5: the modulus length; §3.4:
+//! `2 × ceil(curve bits / 8)`; RFC 8037 §3.1: 64 bytes). A signature of another length is refused
+//! as [`SignatureVerificationError::CryptoError`] without a library seeing it: openidconnect's
+//! HMAC check panics on a MAC shorter or longer than the hash (a slice-to-array conversion), and
+//! the bridge's validators are the first code an unauthenticated request reaches.
 
 use std::sync::Arc;
 
@@ -56,6 +63,9 @@ pub struct VerifyingKey {
     /// The key material in the form ring takes, decoded once when the key set is loaded;
     /// `None` when ring cannot use this key. Shared because openidconnect clones key sets.
     ring: Option<Arc<RingPublicKey>>,
+    /// Length in bytes of an RSA key's modulus (leading zero bytes removed), which is the length
+    /// of every RS*/PS* signature it makes; `None` for other keys or an unreadable `n`.
+    rsa_modulus_len: Option<usize>,
 }
 
 /// Public key material ring can verify with.
@@ -128,7 +138,40 @@ impl VerifyingKey {
 impl From<CoreJsonWebKey> for VerifyingKey {
     fn from(jwk: CoreJsonWebKey) -> Self {
         let ring = ring_public_key(&jwk).map(Arc::new);
-        Self { jwk, ring }
+        let rsa_modulus_len = rsa_modulus_len(&jwk);
+        Self {
+            jwk,
+            ring,
+            rsa_modulus_len,
+        }
+    }
+}
+
+/// The only signature length `alg` can produce with `key` (RFC 7518 §3, RFC 8037 §3.1), or
+/// `None` when the key does not say: an RSA key without a readable modulus or an EC key ring
+/// cannot use (both refused by openidconnect without a panic), ES512 (unsupported) and `none`.
+pub fn signature_len(key: &VerifyingKey, alg: &CoreJwsSigningAlgorithm) -> Option<usize> {
+    use CoreJwsSigningAlgorithm as Alg;
+    match alg {
+        Alg::HmacSha256 => Some(32),
+        Alg::HmacSha384 => Some(48),
+        Alg::HmacSha512 => Some(64),
+        // On a key of another curve openidconnect answers `InvalidKey` before it reads the
+        // signature (and its EC checks take any length without panicking).
+        Alg::EcdsaP256Sha256 => {
+            matches!(key.ring.as_deref(), Some(RingPublicKey::P256(_))).then_some(64)
+        }
+        Alg::EcdsaP384Sha384 => {
+            matches!(key.ring.as_deref(), Some(RingPublicKey::P384(_))).then_some(96)
+        }
+        Alg::EdDsa => Some(64),
+        Alg::RsaSsaPkcs1V15Sha256
+        | Alg::RsaSsaPkcs1V15Sha384
+        | Alg::RsaSsaPkcs1V15Sha512
+        | Alg::RsaSsaPssSha256
+        | Alg::RsaSsaPssSha384
+        | Alg::RsaSsaPssSha512 => key.rsa_modulus_len,
+        _ => None,
     }
 }
 
@@ -203,8 +246,17 @@ impl JsonWebKey for VerifyingKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureVerificationError> {
+        // Attacker-chosen lengths never reach a library (see the module documentation). A key
+        // that does not fit the algorithm is refused by openidconnect before it reads the
+        // signature, with its own error.
+        let fits = fits_signing_alg(self, signature_alg);
+        if fits && signature_len(self, signature_alg).is_some_and(|len| len != signature.len()) {
+            return Err(SignatureVerificationError::CryptoError(
+                "the signature has the wrong length for its algorithm".to_owned(),
+            ));
+        }
         // A key that does not fit goes to openidconnect, which refuses it with its own message.
-        let check = if fits_signing_alg(self, signature_alg) {
+        let check = if fits {
             self.ring_check(signature_alg)
         } else {
             None
@@ -279,6 +331,21 @@ fn ring_public_key(jwk: &CoreJsonWebKey) -> Option<RingPublicKey> {
         }
         _ => None,
     }
+}
+
+/// The modulus length of an RSA JWK, read like [`ring_public_key`] reads it.
+fn rsa_modulus_len(jwk: &CoreJsonWebKey) -> Option<usize> {
+    if *jwk.key_type() != CoreJsonWebKeyType::RSA {
+        return None;
+    }
+    let Ok(Value::Object(fields)) = serde_json::to_value(jwk) else {
+        return None;
+    };
+    let n = fields
+        .get("n")
+        .and_then(Value::as_str)
+        .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok())?;
+    Some(strip_leading_zeros(&n).len())
 }
 
 /// RSA components ring will take for its `*_2048_8192_*` algorithms (checked here so that a
@@ -702,6 +769,52 @@ MC4CAQAwBQYDK2VwBCIEIOW1tVPjtIKsupZj2MMdU3RrfnMLeK9VN6cMPyVxXOoc
         let p521 = CoreJsonWebKey::new_ec(vec![1; 66], vec![2; 66], CoreJsonCurveType::P521, None);
         assert!(!VerifyingKey::from(p521.clone()).verifies_with_ring(&Alg::EcdsaP521Sha512));
         assert_both_refuse(&p521, &Alg::EcdsaP521Sha512, MESSAGE, &[7; 132]);
+    }
+
+    #[test]
+    fn a_mac_of_the_wrong_length_is_refused_without_reaching_openidconnect() {
+        // openidconnect converts the MAC to a fixed-size array and panics when its length is
+        // not the hash's: a 2-byte MAC under HS256 took down a worker (issue 15, fault 1).
+        let key = VerifyingKey::new_symmetric(b"a client secret for HS256 tests".to_vec());
+        for (alg, len) in [
+            (Alg::HmacSha256, 32),
+            (Alg::HmacSha384, 48),
+            (Alg::HmacSha512, 64),
+        ] {
+            for wrong in [0, 1, 2, len - 1, len + 1, 2 * len] {
+                let result = key.verify_signature(&alg, MESSAGE, &vec![0x87; wrong]);
+                assert!(
+                    matches!(result, Err(SignatureVerificationError::CryptoError(_))),
+                    "{alg:?} with {wrong} bytes: {result:?}"
+                );
+            }
+            assert!(key.verify_signature(&alg, MESSAGE, &vec![0; len]).is_err());
+        }
+    }
+
+    #[test]
+    fn every_signature_length_but_the_algorithms_is_refused_up_front() {
+        for alg in &RING_ALGS {
+            let (jwk, signature) = signed(alg);
+            let key = VerifyingKey::from(jwk);
+            assert_eq!(signature_len(&key, alg), Some(signature.len()), "{alg:?}");
+            for len in [0, 1, signature.len() - 1, signature.len() + 1] {
+                let mut resized = signature.clone();
+                resized.resize(len, 0);
+                assert!(matches!(
+                    key.verify_signature(alg, MESSAGE, &resized),
+                    Err(SignatureVerificationError::CryptoError(_))
+                ));
+            }
+        }
+        // Keys below ring's RSA range are measured too.
+        let small = rsa_key(SMALL_RSA_KEY_PEM);
+        let signature = small.sign(&Alg::RsaSsaPkcs1V15Sha256, MESSAGE).unwrap();
+        let key = VerifyingKey::from(small.as_verification_key());
+        assert_eq!(
+            signature_len(&key, &Alg::RsaSsaPkcs1V15Sha256),
+            Some(signature.len())
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub enum LogoutTokenError {
     MalformedClaims,
     #[error("iss is not the configured issuer")]
     WrongIssuer,
-    #[error("aud does not contain the client id")]
+    #[error("aud is not the client id alone")]
     WrongAudience,
     #[error("iat is missing")]
     MissingIat,
@@ -321,17 +321,20 @@ fn check_claims(
         return Err(LogoutTokenError::WrongIssuer);
     }
 
+    // §2.6 step 4 validates `aud` as for ID tokens, and OIDC Core §3.1.3.7 step 3 rejects a
+    // token that "contains additional audiences not trusted by the Client": the bridge trusts
+    // no other audience, so every member must be the client id.
     let audience_ok = match claims.get("aud") {
         Some(Value::String(aud)) => *aud == rules.client_id,
         Some(Value::Array(auds)) => {
-            let mut found = false;
+            let mut only_us = !auds.is_empty();
             for aud in auds {
                 let Value::String(aud) = aud else {
                     return Err(LogoutTokenError::MalformedClaims);
                 };
-                found |= *aud == rules.client_id;
+                only_us &= *aud == rules.client_id;
             }
-            found
+            only_us
         }
         None => false,
         Some(_) => return Err(LogoutTokenError::MalformedClaims),
@@ -649,9 +652,28 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
     }
 
     #[test]
-    fn accepts_array_aud_containing_the_client_id() {
-        let c = with_claim("aud", json!(["other", CLIENT_ID]));
+    fn accepts_array_aud_of_the_client_id_alone() {
+        let c = with_claim("aud", json!([CLIENT_ID]));
         assert!(check(&sign(&header(), &c)).is_ok());
+        let c = with_claim("aud", json!([CLIENT_ID, CLIENT_ID]));
+        assert!(check(&sign(&header(), &c)).is_ok());
+    }
+
+    /// OIDC Core §3.1.3.7 step 3, which Back-Channel Logout §2.6 step 4 applies to logout
+    /// tokens: additional audiences the client does not trust make the token invalid.
+    #[test]
+    fn rejects_array_aud_with_another_audience_beside_the_client_id() {
+        for aud in [
+            json!(["other", CLIENT_ID]),
+            json!([CLIENT_ID, "other"]),
+            json!([]),
+        ] {
+            let c = with_claim("aud", aud);
+            assert_eq!(
+                check(&sign(&header(), &c)),
+                Err(LogoutTokenError::WrongAudience)
+            );
+        }
     }
 
     #[test]
@@ -998,6 +1020,67 @@ lXg5k5roAfW/zFaV9AkbdXcpwrNXivlp6T8ThsL5p6IpMdNw2YSwkLkXFVTwhrRm
         assert!(check_with(&token, &r).is_ok());
         let forged = hs256(&h, &claims(), "some other secret");
         assert_eq!(check_with(&forged, &r), Err(LogoutTokenError::BadSignature));
+    }
+
+    /// Issue 15, fault 1: an HS256 header, an empty payload and a 2-byte MAC panicked inside
+    /// openidconnect's HMAC check when HS256 was allowed and a client secret configured.
+    #[test]
+    fn a_two_byte_hs256_mac_is_a_bad_signature_not_a_panic() {
+        let token = "eyJhbGciOiAiSFMyNTYifQ..h4g";
+        let mut r = rules();
+        r.allowed_algs.push(CoreJwsSigningAlgorithm::HmacSha256);
+        r.client_secret = Some(SecretString::from(CLIENT_SECRET));
+        assert_eq!(check_with(token, &r), Err(LogoutTokenError::BadSignature));
+        for alg in ["HS256", "HS384", "HS512"] {
+            let h = json!({"alg": alg});
+            r.allowed_algs = crate::oidc::id_token::acceptable_algs(
+                &[serde_json::from_value(json!(alg)).unwrap()],
+                &[serde_json::from_value(json!(alg)).unwrap()],
+            );
+            for mac in ["", "h4g", "AAAA", &"A".repeat(200)] {
+                let token = format!("{}.{}.{mac}", b64(&h), b64(&claims()));
+                assert_eq!(check_with(&token, &r), Err(LogoutTokenError::BadSignature));
+            }
+        }
+    }
+
+    /// Issue 15, fault 2: an IdP that advertises HS256 (published Keycloak documents do) no
+    /// longer makes the bridge accept logout tokens MACed with the client secret; only
+    /// `oidc.signing_algs` does.
+    #[test]
+    fn hs256_advertised_by_the_idp_is_refused_under_the_default_policy() {
+        let defaults: Vec<CoreJwsSigningAlgorithm> = crate::config::DEFAULT_SIGNING_ALGS
+            .iter()
+            .map(|name| serde_json::from_value(json!(name)).unwrap())
+            .collect();
+        assert!(defaults.iter().all(|alg| !alg.uses_shared_secret()));
+        let advertised = [
+            CoreJwsSigningAlgorithm::HmacSha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            CoreJwsSigningAlgorithm::None,
+        ];
+        let mut r = rules();
+        r.allowed_algs = crate::oidc::id_token::acceptable_algs(&advertised, &defaults);
+        assert_eq!(
+            r.allowed_algs,
+            [CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        );
+        r.client_secret = Some(SecretString::from(CLIENT_SECRET));
+        let h = json!({"alg": "HS256", "typ": "logout+jwt"});
+        let token = hs256(&h, &claims(), CLIENT_SECRET);
+        assert_eq!(check_with(&token, &r), Err(LogoutTokenError::AlgNotAllowed));
+        assert_eq!(
+            check_with("eyJhbGciOiAiSFMyNTYifQ..h4g", &r),
+            Err(LogoutTokenError::AlgNotAllowed)
+        );
+        // The RS256 token the IdP's key signed still passes.
+        assert!(check_with(&sign(&header(), &claims()), &r).is_ok());
+
+        // Listed explicitly (and advertised), HS256 is accepted again.
+        let mut opted_in = defaults.clone();
+        opted_in.push(CoreJwsSigningAlgorithm::HmacSha256);
+        r.allowed_algs = crate::oidc::id_token::acceptable_algs(&advertised, &opted_in);
+        assert!(check_with(&token, &r).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod authorization;
 pub mod client_auth;
 pub mod graph;
 pub mod id_token;
+pub mod issuer_id;
 pub mod jwk;
 pub mod logout_token;
 pub mod provider;

@@ -17,8 +17,8 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthType, AuthorizationCode, ClientId, ClientSecret,
     EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
-    SubjectIdentifier, TokenResponse, UserInfoClaims,
+    OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, SubjectIdentifier, TokenResponse,
+    UserInfoClaims,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -29,6 +29,7 @@ use crate::oidc::authorization::AuthorizationEndpoint;
 pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::client_auth::{self, ClientKey, SigningAlg};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
+use crate::oidc::issuer_id::BridgeProviderMetadata;
 use crate::oidc::jwk::{self, VerifyingKeySet};
 use crate::oidc::logout_token::{self, LogoutToken, LogoutTokenError, LogoutTokenRules};
 
@@ -197,7 +198,7 @@ struct KeyCache {
 #[derive(Debug)]
 pub struct Provider {
     client: DiscoveredClient,
-    metadata: ProviderMetadataWithLogout,
+    metadata: BridgeProviderMetadata,
     rules: IdTokenRules,
     /// Built once from the configuration and the discovered metadata.
     logout_rules: LogoutTokenRules,
@@ -246,7 +247,7 @@ impl Provider {
         let issuer = IssuerUrl::new(cfg.issuer_exact.clone())
             .map_err(|e| ProviderError::rejected("issuer", e))?;
         let started = Instant::now();
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
+        let metadata = BridgeProviderMetadata::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
         let mut metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
         if cfg.token_auth_method == TokenAuthMethod::TlsClientAuth {
@@ -323,9 +324,26 @@ impl Provider {
             client_secret,
             allowed_algs: id_token::acceptable_algs(
                 metadata.id_token_signing_alg_values_supported(),
+                &cfg.signing_algs,
             ),
             clock_skew: cfg.clock_skew,
         };
+        if rules.allowed_algs.is_empty() {
+            return Err(ProviderError::invalid(
+                "discovery",
+                format!(
+                    "the provider signs ID tokens with none of oidc.signing_algs (it advertises {}); \
+                 list the algorithm the client is registered for",
+                    metadata
+                        .id_token_signing_alg_values_supported()
+                        .iter()
+                        .filter_map(|alg| serde_json::to_value(alg).ok())
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         let logout_rules = LogoutTokenRules::from_config(
             rules.issuer.as_str(),
             rules.allowed_algs.clone(),
@@ -378,6 +396,16 @@ impl Provider {
     /// The issuer exactly as the IdP states it.
     pub fn issuer(&self) -> &IssuerUrl {
         &self.rules.issuer
+    }
+
+    /// Whether the provider announces that every authorization response carries `iss`
+    /// (RFC 9207 §3), which makes a response without it unacceptable.
+    pub fn sends_response_issuer(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+            == Some(true)
     }
 
     /// The signing algorithms accepted for ID and logout tokens.
@@ -588,9 +616,9 @@ impl Provider {
 /// certificates on a separate host or port). openidconnect drops unknown metadata, so the
 /// document is read once more as JSON; aliases must be https URLs.
 async fn with_mtls_aliases(
-    metadata: ProviderMetadataWithLogout,
+    metadata: BridgeProviderMetadata,
     http: &reqwest::Client,
-) -> Result<ProviderMetadataWithLogout, ProviderError> {
+) -> Result<BridgeProviderMetadata, ProviderError> {
     const DURING: &str = "discovery (mtls_endpoint_aliases)";
     let url = format!(
         "{}/.well-known/openid-configuration",
@@ -641,7 +669,7 @@ fn json_name(value: &impl serde::Serialize) -> Option<String> {
 }
 
 /// The IdP's `token_endpoint_auth_signing_alg_values_supported`, as JWS names.
-fn signing_alg_names(metadata: &ProviderMetadataWithLogout) -> Option<Vec<String>> {
+fn signing_alg_names(metadata: &BridgeProviderMetadata) -> Option<Vec<String>> {
     metadata
         .token_endpoint_auth_signing_alg_values_supported()
         .map(|algs| algs.iter().filter_map(json_name).collect())

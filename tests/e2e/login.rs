@@ -136,6 +136,30 @@ async fn two_tabs_log_in_at_once_without_clobbering_each_other() {
     assert_eq!(s.forum.logins().len(), 2);
 }
 
+/// Issue 15, fault 5: login cookies were scoped to `/callback`, so the pruning at `/sso` never
+/// saw them, and abandoned attempts piled up into a Cookie header proxies refuse. The bound must
+/// hold in what the browser sends to `/callback`, and the newest attempt must still complete.
+#[tokio::test]
+async fn abandoned_login_attempts_stay_within_a_small_bound_per_browser() {
+    let s = setup("").await;
+    let browser = Browser::new();
+    let mut last = None;
+    for _ in 0..30 {
+        last = Some(start_login(&s, &browser).await);
+    }
+    let callback = url::Url::parse(&s.bridge.url("/callback")).unwrap();
+    let header = browser.cookie_header(&callback).unwrap_or_default();
+    let attempts = header.matches("bridge_login_").count();
+    assert!(
+        (1..=4).contains(&attempts),
+        "{attempts} login cookies sent to /callback ({} bytes)",
+        header.len()
+    );
+    let callback = browser.login_at_idp(&last.unwrap(), "alice").await;
+    let answer = finish_at_bridge(&browser, &callback).await;
+    assert_eq!(answer.status(), StatusCode::FOUND);
+}
+
 #[tokio::test]
 async fn a_tampered_signature_is_refused_with_403() {
     let s = setup("").await;

@@ -1,0 +1,7 @@
+//! Fuzz target `config`: feeds libFuzzer's bytes to `discourse_oidc_bridge::fuzzing::config`, which
+//! asserts the target's properties (docs/security.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    discourse_oidc_bridge::fuzzing::config(data);
+});
