@@ -176,7 +176,9 @@ fn request_signed_like_discourse_in_node_verifies_here() -> TestResult {
         },
         SsoRequest {
             nonce: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".to_owned(),
-            return_sso_url: "https://forum.example/sub folder/session/sso_login?lang=de~ü"
+            // Percent-escapes, a query and `~` in the URL's canonical form (the bridge refuses a
+            // `return_sso_url` whose text is not canonical: raw spaces or non-ASCII).
+            return_sso_url: "https://forum.example/sub%20folder/session/sso_login?lang=de~%C3%BC"
                 .to_owned(),
         },
     ];

@@ -614,6 +614,11 @@ async fn in_chromium_a_code_the_idp_rejects_asks_to_log_in_again() {
         .query_pairs_mut()
         .append_pair("code", "never-issued")
         .append_pair("state", &state);
+    // The IdP announces RFC 9207's `iss`; a callback without it is refused before the code is
+    // redeemed, so the forged callback carries it like a real one.
+    if let Some(iss) = query_param(&callback, "iss") {
+        forged.query_pairs_mut().append_pair("iss", &iss);
+    }
     browser.goto(forged.as_str()).await;
     check_page(
         &browser,
