@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tower_cookies::{Cookies, Key};
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::discourse::api::DiscourseApi;
 use crate::discourse::connect::ConnectSecret;
 use crate::error::AppError;
@@ -68,11 +68,12 @@ pub struct SharedState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
-/// The mapping rules in force and the SHA-256 of the configuration file they came from.
+/// The mapping rules in force, and the identity of the settings in force: the restart-only keys
+/// as started, the live keys as last reloaded.
 #[derive(Debug)]
 struct ActiveMapping {
     mapper: Arc<Mapper>,
-    config_sha256: String,
+    identity: String,
 }
 
 /// What `/readyz` reports.
@@ -85,7 +86,10 @@ pub struct Readiness {
     pub store: bool,
     /// Logout relay jobs waiting for delivery (when the store answers).
     pub relay_pending: Option<u64>,
-    pub config_sha256: String,
+    /// Identity of the configuration in force (a hash of its settings without secrets, see
+    /// [`Settings::identity`]): changes when a reload applies something, not when the file
+    /// changes only keys that need a restart. `check` prints the identity of a file.
+    pub config_identity: String,
 }
 
 /// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
@@ -165,7 +169,7 @@ impl AppState {
             pages: Arc::new(Pages::new().context("compiling the page templates")?),
             mapping: Arc::new(RwLock::new(Arc::new(ActiveMapping {
                 mapper: Arc::new(mapper),
-                config_sha256: config.source.sha256.clone(),
+                identity: config.source.identity(),
             }))),
             sso_login_url,
             metrics: crate::telemetry::metrics_handle(),
@@ -190,11 +194,11 @@ impl AppState {
         }
     }
 
-    /// Swaps in new mapping rules from the file with this SHA-256 (live reload).
-    fn replace_mapping(&self, mapper: Mapper, config_sha256: String) {
+    /// Swaps in new mapping rules and the settings now in force (live reload).
+    fn replace_mapping(&self, mapper: Mapper, settings: Settings) {
         let active = Arc::new(ActiveMapping {
             mapper: Arc::new(mapper),
-            config_sha256,
+            identity: settings.identity(),
         });
         match self.mapping.write() {
             Ok(mut guard) => *guard = active,
@@ -222,33 +226,48 @@ impl AppState {
             discovery,
             store: pending.is_ok(),
             relay_pending: pending.ok(),
-            config_sha256: self.active_config_sha256(),
+            config_identity: self.active_config_identity(),
         }
     }
 
-    /// SHA-256 of the configuration file whose mapping rules are active.
-    pub fn active_config_sha256(&self) -> String {
-        self.active_mapping().config_sha256.clone()
+    /// Identity of the configuration in force (see [`Readiness::config_identity`]).
+    pub fn active_config_identity(&self) -> String {
+        self.active_mapping().identity.clone()
     }
 
     /// Re-reads the configuration file and, if it is valid, swaps in its `[mapping]`,
-    /// `[groups]` and `[access]` rules. Other sections need a restart. A broken file is
-    /// reported and the active rules stay. Returns whether new rules were activated.
+    /// `[groups]` and `[access]` rules. Other sections need a restart: a changed key there is
+    /// logged by name (a warning) and stays as started. A broken file is reported and the
+    /// active rules stay. Returns whether new rules were activated.
     pub fn reload_mapping(&self) -> bool {
         let Some(path) = self.config.source.path.as_deref() else {
             return false;
         };
         let reloaded = crate::config::load(Some(path)).and_then(|config| {
             Mapper::compile(&config.mapping, &config.groups, &config.access)
-                .map(|mapper| (config.source.sha256, mapper))
+                .map(|mapper| (config, mapper))
                 .map_err(crate::config::ConfigErrors)
         });
         match reloaded {
-            Ok((sha256, mapper)) => {
-                self.replace_mapping(mapper, sha256.clone());
+            Ok((config, mapper)) => {
+                let started = &self.config.source.settings;
+                let needs_restart = restart_keys_changed(&self.config, &config);
+                let active = started.with_live_from(&config.source.settings);
+                let identity = active.identity();
+                self.replace_mapping(mapper, active);
                 metrics::counter!("bridge_config_reloads_total", "outcome" => "applied")
                     .increment(1);
-                tracing::info!(config_sha256 = %sha256, "mapping reloaded");
+                tracing::info!(
+                    config_identity = %identity,
+                    "configuration reloaded: [mapping], [groups] and [access] applied"
+                );
+                if !needs_restart.is_empty() {
+                    tracing::warn!(
+                        keys = %needs_restart.join(", "),
+                        "changed keys that take effect only after a restart; the running \
+                         bridge keeps their previous values"
+                    );
+                }
                 true
             }
             Err(errors) => {
@@ -273,7 +292,7 @@ impl AppState {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         // The content last looked at: a rejected edit is reported once, not on every tick.
-        let mut last_seen = self.active_config_sha256();
+        let mut last_seen = self.config.source.sha256.clone();
         let mut tick = tokio::time::interval(CONFIG_POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -379,6 +398,66 @@ impl AppState {
             }
         }
     }
+}
+
+/// The keys that differ between the running and the reloaded configuration but are applied
+/// only at start: every changed setting outside the live sections, and each secret whose value
+/// changed (secrets are not in the settings, so they are compared here, never logged).
+fn restart_keys_changed(running: &Config, reloaded: &Config) -> Vec<String> {
+    let mut keys: Vec<String> = running
+        .source
+        .settings
+        .changed_keys(&reloaded.source.settings)
+        .into_iter()
+        .filter(|key| !crate::config::reference::is_live(key))
+        .collect();
+    let same = |a: &secrecy::SecretString, b: &secrecy::SecretString| {
+        use subtle::ConstantTimeEq as _;
+        bool::from(
+            a.expose_secret()
+                .as_bytes()
+                .ct_eq(b.expose_secret().as_bytes()),
+        )
+    };
+    let same_optional =
+        |a: Option<&secrecy::SecretString>, b: Option<&secrecy::SecretString>| match (a, b) {
+            (Some(a), Some(b)) => same(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+    for (key, unchanged) in [
+        (
+            "discourse.connect_secret",
+            same(
+                &running.discourse.connect_secret,
+                &reloaded.discourse.connect_secret,
+            ),
+        ),
+        (
+            "discourse.api_key",
+            same_optional(
+                running.discourse.api_key.as_ref(),
+                reloaded.discourse.api_key.as_ref(),
+            ),
+        ),
+        (
+            "oidc.client_secret",
+            same_optional(
+                running.oidc.client_secret.as_ref(),
+                reloaded.oidc.client_secret.as_ref(),
+            ),
+        ),
+        (
+            "session.secret",
+            same(&running.session.secret, &reloaded.session.secret),
+        ),
+    ] {
+        if !unchanged && !keys.iter().any(|k| k == key) {
+            keys.push(key.to_owned());
+        }
+    }
+    keys.sort();
+    keys
 }
 
 /// Takes what a slot holds for the one server that runs it (background workers are started

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod http;
 pub mod login_writer;
 pub mod mapping;
+pub mod metrics_catalog;
 pub mod oidc;
 pub mod pages;
 pub mod relay;

@@ -135,6 +135,19 @@ fn table_reaches(table: &Dict, path: &[String]) -> bool {
 pub(crate) struct Layers {
     pub(crate) table: Dict,
     pub(crate) provenance: Provenance,
+    /// File keys an environment variable replaced with a different value.
+    pub(crate) overrides: Vec<EnvOverride>,
+}
+
+/// A key written in the config file whose value an environment variable replaced (with a
+/// different value), e.g. `server.listen` by `BRIDGE_SERVER__LISTEN`: `serve` and `check` warn
+/// about each, so that a file edit that has no effect does not go unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// Dotted key as written in the file (for a secret, the form the file used).
+    pub key: String,
+    /// The environment variable that replaced it.
+    pub variable: String,
 }
 
 /// Parses the config file's text. `file` names it in messages.
@@ -199,6 +212,7 @@ pub(crate) fn merge(
         .collect();
     variables.sort();
 
+    let mut overrides = Vec::new();
     for (name, text) in variables {
         let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
         let path: Vec<String> = rest
@@ -214,6 +228,19 @@ pub(crate) fn merge(
             continue;
         }
         let value = env_value(&path, &text);
+        let replaced_in_file = std::iter::once(path.clone())
+            .chain(secret_sibling(&path))
+            .find(|key| match lookup(&provenance.file_table, key) {
+                Some(Value::String(_, written)) => *written != text,
+                Some(_) => true,
+                None => false,
+            });
+        if let Some(key) = replaced_in_file {
+            overrides.push(EnvOverride {
+                key: dotted(&key),
+                variable: name.clone(),
+            });
+        }
         if let Some(sibling) = secret_sibling(&path) {
             // The environment replaces the file's secret in whichever form the file gave it;
             // both forms set in the environment stay a problem for validation to report.
@@ -231,7 +258,24 @@ pub(crate) fn merge(
         }
         provenance.env.push((path, name));
     }
-    Layers { table, provenance }
+    Layers {
+        table,
+        provenance,
+        overrides,
+    }
+}
+
+/// The value at `path` in `table`, if there is one.
+fn lookup<'a>(table: &'a Dict, path: &[String]) -> Option<&'a Value> {
+    let (last, parents) = path.split_last()?;
+    let mut current = table;
+    for segment in parents {
+        match current.get(segment)? {
+            Value::Dict(_, inner) => current = inner,
+            _ => return None,
+        }
+    }
+    current.get(last)
 }
 
 fn is_secret(path: &[String]) -> bool {

@@ -23,6 +23,8 @@
 
 mod layers;
 mod raw;
+pub mod reference;
+mod settings;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -34,13 +36,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
-pub use layers::env_var_name;
+pub use layers::{EnvOverride, env_var_name};
+pub use settings::Settings;
 pub use validate::MAX_LOGIN_TIMEOUT;
 
 /// One thing wrong with a configuration: which key, and what is wrong with it.
@@ -94,10 +97,21 @@ pub struct Config {
 pub struct ConfigSource {
     /// The config file, `None` when everything came from the environment.
     pub path: Option<PathBuf>,
-    /// Lowercase hex SHA-256 of the file's bytes (of no bytes when there is no file), so that
-    /// operators can tell which version of the file a running bridge uses. The environment is
-    /// not hashed: it holds secrets, and the digest is shown on `/readyz`.
+    /// Lowercase hex SHA-256 of the file's bytes (of no bytes when there is no file), used to
+    /// notice that the file changed. Never shown: the file may hold secrets. What identifies a
+    /// configuration to operators is [`Settings::identity`].
     pub sha256: String,
+    /// Every key's value after layering, secrets masked.
+    pub settings: Settings,
+    /// Keys written in the file whose value an environment variable replaced.
+    pub env_overrides: Vec<EnvOverride>,
+}
+
+impl ConfigSource {
+    /// The identity of these settings (see [`Settings::identity`]).
+    pub fn identity(&self) -> String {
+        self.settings.identity()
+    }
 }
 
 /// `[server]`
@@ -138,7 +152,7 @@ impl DiscourseConfig {
 
 /// How the bridge authenticates to the IdP's token endpoint (`oidc.token_auth_method`:
 /// `auto`, `client_secret_basic`, `client_secret_post` or `none`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
     /// Pick from discovery (`token_endpoint_auth_methods_supported`), preferring basic. Needs a
@@ -161,6 +175,17 @@ pub enum UserinfoMode {
     /// Only when a claim the mapping reads is absent from the ID token (IdPs that put every
     /// claim in the ID token, such as Keycloak, Google and Entra ID, then cost one request less).
     Auto,
+}
+
+/// Written back the way it is read: `true`, `false` or `"auto"`.
+impl Serialize for UserinfoMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UserinfoMode::Always => serializer.serialize_bool(true),
+            UserinfoMode::Never => serializer.serialize_bool(false),
+            UserinfoMode::Auto => serializer.serialize_str("auto"),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for UserinfoMode {
@@ -261,7 +286,7 @@ pub struct StoreConfig {
 }
 
 /// Log output format (`log.format`: `text` or `json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -385,7 +410,7 @@ fn load_layers(
             message,
         )])
     };
-    let (source, file_table) = match file {
+    let (mut source, file_table) = match file {
         Some((path, bytes)) => {
             let text =
                 std::str::from_utf8(bytes).map_err(|_| file_problem(path, "is not UTF-8 text"))?;
@@ -393,6 +418,8 @@ fn load_layers(
             let source = ConfigSource {
                 path: Some(path.to_path_buf()),
                 sha256: hex::encode(Sha256::digest(bytes)),
+                settings: Settings::default(),
+                env_overrides: Vec::new(),
             };
             (source, Some((path, table)))
         }
@@ -400,6 +427,8 @@ fn load_layers(
             ConfigSource {
                 path: None,
                 sha256: hex::encode(Sha256::digest([])),
+                settings: Settings::default(),
+                env_overrides: Vec::new(),
             },
             None,
         ),
@@ -407,7 +436,11 @@ fn load_layers(
 
     let mut problems = Vec::new();
     let merged = layers::merge(file_table, env, &mut problems);
+    source.env_overrides = merged.overrides.clone();
     let raw = layers::deserialize(merged.table, &mut problems);
+    if let Some(raw) = &raw {
+        source.settings = Settings::from_raw(raw);
+    }
     // A key that could not be read was dropped and took its default; what validation then says
     // about that key (usually "is required") is a consequence, not a second problem.
     // An unreadable `<secret>_file` key likewise leaves its secret "missing".
@@ -499,6 +532,13 @@ impl Config {
     /// Things that are allowed but probably wrong, for `check` and the startup log.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        for overridden in &self.source.env_overrides {
+            warnings.push(format!(
+                "{} in the config file is replaced by environment variable {}: the file's value \
+                 is not used",
+                overridden.key, overridden.variable
+            ));
+        }
         for (key, url, consequence) in [
             (
                 "server.public_url",
@@ -570,7 +610,10 @@ pub fn check_report(result: &Result<Config, ConfigErrors>) -> (String, bool) {
                 Some(path) => path.display().to_string(),
                 None => "environment only".to_owned(),
             };
-            let mut report = format!("OK: {source} (sha256 {})", config.source.sha256);
+            let mut report = format!(
+                "OK: {source} (config identity {})",
+                config.source.identity()
+            );
             for warning in config.warnings() {
                 report.push_str("\nwarning: ");
                 report.push_str(&warning);

@@ -164,7 +164,8 @@ pub async fn callback(
     let mapped = match mapper.map(&claims) {
         Outcome::Allowed(mapped) => mapped,
         Outcome::Denied(denial) => {
-            metrics::counter!("bridge_logins_denied_total").increment(1);
+            metrics::counter!("bridge_logins_denied_total", "rule" => denial.rule.clone())
+                .increment(1);
             return Err(AppError::Denied {
                 rule: denial.rule,
                 message: denial.message,
