@@ -295,6 +295,41 @@ mod tests {
         }
     }
 
+    /// Every `bridge_*` series the dashboard and the alert rules in `deploy/` use.
+    fn series_used_in(path: &str) -> Vec<String> {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let name = regex::Regex::new(r"\bbridge_[a-z0-9_]+").unwrap();
+        name.find_iter(&text)
+            .map(|m| m.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_dashboard_and_alerts_use_only_exported_metrics() {
+        for path in [
+            "deploy/grafana/discourse-oidc-bridge.json",
+            "deploy/prometheus/alerts.yml",
+        ] {
+            let used = series_used_in(path);
+            assert!(!used.is_empty(), "{path} uses no bridge metric");
+            let unknown: Vec<&String> = used.iter().filter(|s| !exports_series(s)).collect();
+            assert!(
+                unknown.is_empty(),
+                "{path} uses metrics the bridge does not export: {unknown:?}"
+            );
+        }
+        // And every metric has a place on the dashboard.
+        let dashboard = series_used_in("deploy/grafana/discourse-oidc-bridge.json");
+        for metric in METRICS {
+            let shown = dashboard
+                .iter()
+                .any(|s| s == metric.name || s.starts_with(&format!("{}_", metric.name)));
+            assert!(shown, "the dashboard has no panel for {}", metric.name);
+        }
+    }
+
     #[test]
     fn histogram_series_are_recognised() {
         assert!(exports_series("bridge_idp_request_duration_seconds_bucket"));

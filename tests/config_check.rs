@@ -834,3 +834,29 @@ fn invalid_toml_is_one_problem_naming_the_file() {
         ["/nonexistent/bridge.toml", "cannot read the config file"]
     );
 }
+
+#[test]
+fn an_empty_variable_unsets_any_key_whatever_its_type() {
+    let text = VALID.replace("[server]\n", "[server]\nlisten = \"127.0.0.1:8095\"\n");
+    let config = load_from_str(
+        &format!("{text}\n[limits]\nlogin_per_minute = 5\n"),
+        env(&[
+            ("BRIDGE_SERVER__LISTEN", ""),
+            ("BRIDGE_LIMITS__LOGIN_PER_MINUTE", " "),
+            ("BRIDGE_OIDC__USERINFO", ""),
+        ]),
+    )
+    .unwrap();
+    // The defaults, not the file's values and not a type error.
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.limits.login_per_minute, 60);
+    assert_eq!(config.oidc.userinfo, UserinfoMode::Auto);
+    // A required key unset this way is missing, and the message says which variable did it.
+    let lines = problems(load_from_str(VALID, env(&[("BRIDGE_OIDC__ISSUER", "")])));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oidc.issuer: is required"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("BRIDGE_OIDC__ISSUER"), "{lines:?}");
+}

@@ -3,8 +3,8 @@
 //! remembers where it came from, so that a problem can name the file or the variable.
 //!
 //! Environment values are kept as strings (converted to a boolean or number only where the key
-//! needs one), except that a value written as `[a, b]` is read as a TOML-style array. Secrets are
-//! always taken verbatim.
+//! needs one), except that a value written as `[a, b]` is read as a TOML-style array, and an
+//! empty value, which unsets the key. Secrets are always taken verbatim.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -240,6 +240,16 @@ pub(crate) fn merge(
                 key: dotted(&key),
                 variable: name.clone(),
             });
+        }
+        if text.trim().is_empty() {
+            // An empty value unsets the key (and a secret's other form): the file's value is
+            // dropped and the key's default applies, or a required key is reported missing.
+            remove(&mut table, &path);
+            if let Some(sibling) = secret_sibling(&path) {
+                remove(&mut table, &sibling);
+            }
+            provenance.env.push((path, name));
+            continue;
         }
         if let Some(sibling) = secret_sibling(&path) {
             // The environment replaces the file's secret in whichever form the file gave it;

@@ -12,8 +12,8 @@
 //! Values from the environment are strings, read as a boolean (`true/false`, `yes/no`, `on/off`,
 //! `1/0`) or number where the key needs one. A list is given either as a TOML-style array
 //! (`[openid, email]`) or as one string of items separated by commas or spaces
-//! (`openid,email groups`). An empty value counts as unset, so a variable can clear an optional
-//! key written in the file. Secrets are taken verbatim.
+//! (`openid,email groups`). An empty value unsets the key: the file's value is dropped and the
+//! default applies (a required key is then reported missing). Secrets are taken verbatim.
 //!
 //! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`,
 //! `session.secret`) may instead be read from a file named by `<key>_file`, with one trailing
@@ -172,8 +172,9 @@ pub enum UserinfoMode {
     Always,
     /// Never: the ID token's claims are all there is.
     Never,
-    /// Only when a claim the mapping reads is absent from the ID token (IdPs that put every
-    /// claim in the ID token, such as Keycloak, Google and Entra ID, then cost one request less).
+    /// Only when a claim the mapping reads is absent from the ID token: a request less when
+    /// the ID token has every claim the rules read (not with the default `avatar_url =
+    /// "picture"` at Keycloak or Entra ID, whose ID tokens lack `picture`).
     Auto,
 }
 

@@ -757,7 +757,7 @@ fn secret(
             found.add(
                 key,
                 format!(
-                    "is a placeholder (such as the example file's change-me-...), not a real \
+                    "is a placeholder (a value from an example or template), not a real \
                      secret; {}",
                     secret_hint(key)
                 ),
