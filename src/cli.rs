@@ -56,7 +56,9 @@ pub enum Command {
         external_id: String,
     },
     /// Push a user's mapped payload to Discourse (POST /admin/users/sync_sso), so profile and
-    /// group changes apply without waiting for a login. Needs the admin API key.
+    /// group changes apply without waiting for a login. Needs the admin API key. Exit 0 when
+    /// synced, 3 when the mapping denies the user (nothing is sent), 1 when Discourse refused,
+    /// 2 for a bad config or claims file.
     Sync {
         /// JSON file with the user's claims, as for `explain`.
         #[arg(long, value_name = "CLAIMS.json")]
@@ -517,6 +519,7 @@ async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
             crate::mapping::Outcome::Allowed(mapped) => mapped.payload,
             denied @ crate::mapping::Outcome::Denied(_) => {
                 write_out(&crate::mapping::explain::render_text(&denied));
+                write_err("not synced: the mapping denies this user (exit code 3)\n");
                 return Ok(ExitCode::from(3));
             }
         };

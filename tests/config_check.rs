@@ -806,7 +806,12 @@ fn warnings_point_out_risky_but_valid_settings() {
         ]),
     )
     .unwrap();
-    let warnings = config.warnings();
+    // The two keys VALID writes and the environment replaces are warned about first.
+    let all = config.warnings();
+    let (overrides, warnings): (Vec<String>, Vec<String>) = all
+        .into_iter()
+        .partition(|w| w.contains("is replaced by environment variable"));
+    assert_eq!(overrides.len(), 2, "{overrides:#?}");
     assert_eq!(warnings.len(), 4, "{warnings:#?}");
     assert!(warnings[0].starts_with("server.public_url uses http://"));
     assert!(warnings[1].starts_with("the logout relay is off"));
@@ -814,7 +819,7 @@ fn warnings_point_out_risky_but_valid_settings() {
     assert!(warnings[3].starts_with("server.trusted_proxies trusts every address"));
     let (report, ok) = check_report(&Ok(config));
     assert!(ok);
-    assert_eq!(report.matches("\nwarning: ").count(), 4, "{report}");
+    assert_eq!(report.matches("\nwarning: ").count(), 6, "{report}");
 }
 
 #[test]
