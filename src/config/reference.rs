@@ -690,6 +690,23 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_shown_in_the_example_file() {
+        let example = include_str!("../../config/bridge.example.toml");
+        for doc in KEYS {
+            let field = doc.key.rsplit('.').next().unwrap_or(doc.key);
+            let written = regex::Regex::new(&format!(r"(?m)^[#>\s]*{}\s*=", regex::escape(field)))
+                .unwrap()
+                .is_match(example);
+            let table = example.contains(&format!("[{}]", doc.key));
+            assert!(
+                written || table,
+                "{} is not shown in config/bridge.example.toml",
+                doc.key
+            );
+        }
+    }
+
+    #[test]
     fn defaults_come_from_the_code() {
         assert_eq!(
             default_of("server.listen").as_deref(),
