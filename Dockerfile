@@ -13,13 +13,13 @@ COPY benches ./benches
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked --bin discourse-oidc-bridge \
+ && cargo build --release --locked --no-default-features --bin discourse-oidc-bridge \
  && rm -rf src
 COPY src ./src
 COPY templates ./templates
-# The same release build command CI runs (`cargo build --release --locked`).
+# The release build, without the `demo` feature: the image has no demo IdP, forum or pages.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin discourse-oidc-bridge \
+ && cargo build --release --locked --no-default-features --bin discourse-oidc-bridge \
  && install -D target/release/discourse-oidc-bridge /out/discourse-oidc-bridge \
  && mkdir -p /out/data
 

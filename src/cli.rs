@@ -33,6 +33,7 @@ pub enum Command {
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
     /// With --config, only that file's [mapping], [groups] and [access] sections are used.
+    #[cfg(feature = "demo")]
     Demo {
         /// Port of the demo forum page (the bridge and the IdP take the next two).
         #[arg(long, default_value_t = 8400)]
@@ -146,6 +147,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check => check(cli.config),
         Command::Serve => with_runtime(serve(cli.config)),
+        #[cfg(feature = "demo")]
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
         Command::Healthcheck { url } => with_runtime(healthcheck(cli.config, url)),
         Command::Explain { claims, json } => explain(cli.config, &claims, json),
@@ -225,23 +227,11 @@ fn read_claims(
     }
 }
 
-fn compile_mapper(config: &config::Config) -> Result<crate::mapping::Mapper, ExitCode> {
-    crate::mapping::Mapper::compile(&config.mapping, &config.groups, &config.access).map_err(
-        |problems| {
-            for problem in problems {
-                write_err(&format!("error: {problem}\n"));
-            }
-            ExitCode::from(2)
-        },
-    )
-}
-
 fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
-        let mapper = compile_mapper(&config)?;
         let claims = read_claims(claims)?;
-        let outcome = mapper.map(&claims);
+        let outcome = config.mapper.map(&claims);
         if json {
             let report = crate::mapping::explain::Report::from(&outcome);
             match serde_json::to_string_pretty(&report) {
@@ -254,7 +244,7 @@ fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitC
         } else {
             write_out(&crate::mapping::explain::render_text(&outcome));
         }
-        Ok(if outcome.is_allowed() {
+        Ok(if outcome.is_ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(3)
@@ -513,11 +503,10 @@ async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let api = admin_api(&config)?;
-        let mapper = compile_mapper(&config)?;
         let claims = read_claims(claims)?;
-        let payload = match mapper.map(&claims) {
-            crate::mapping::Outcome::Allowed(mapped) => mapped.payload,
-            denied @ crate::mapping::Outcome::Denied(_) => {
+        let payload = match config.mapper.map(&claims) {
+            Ok(mapped) => mapped.payload,
+            denied @ Err(_) => {
                 write_out(&crate::mapping::explain::render_text(&denied));
                 write_err("not synced: the mapping denies this user (exit code 3)\n");
                 return Ok(ExitCode::from(3));

@@ -1,21 +1,27 @@
-//! The one error type of the request path and its single conversion into a response.
+//! The one error type of the browser-facing request path ([`AppError`]) and its single
+//! conversion into a response.
 //!
 //! Handlers return [`AppError`]. Its `IntoResponse` sets the status and attaches an
-//! [`ErrorPage`] extension; the `error_pages` middleware (in `http`) then logs the cause once,
-//! with the request id, and renders `templates/error.html`. Keeping the rendering in the
-//! middleware gives it the request id and the templates without threading them through every
-//! handler, and keeps the cause (which may name internal details) out of the page.
+//! [`ErrorPage`] extension; `http::middleware::finish_response` then logs the cause once, with
+//! the request id, and renders `templates/error.html`. Keeping the rendering in the middleware
+//! gives it the request id and the templates without threading them through every handler, and
+//! keeps the cause (which may name internal details) out of the page. [`AppError::describe`] is
+//! the one place that says, per error, the status, the reason and what the page shows.
+
+use std::fmt;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::discourse::connect::ConnectError;
+use crate::mapping::Denial;
+use crate::oidc::provider::{BoxError, ProviderError};
 
 /// Everything that can go wrong while handling a browser request.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Discourse's signed request is malformed or its signature does not match.
-    #[error("DiscourseConnect request rejected: {0}")]
+    #[error("DiscourseConnect request rejected")]
     Connect(#[from] ConnectError),
     /// The signed `return_sso_url` points somewhere other than the configured forum.
     #[error("return_sso_url is not the configured forum's /session/sso_login")]
@@ -35,25 +41,31 @@ pub enum AppError {
     /// The IdP answered the authorization request with an error (e.g. `access_denied`).
     #[error("identity provider returned error `{code}`")]
     IdpRefused { code: String },
+    /// The authorization response names another issuer than the discovered one (RFC 9207).
+    #[error("authorization response names another issuer")]
+    IssuerMismatch,
     /// The mapping or access policy refused this user.
-    #[error("denied by {rule}")]
-    Denied {
-        rule: String,
-        message: String,
-        contact: Option<String>,
-    },
-    /// The IdP could not be reached or timed out.
-    #[error("identity provider unreachable: {0}")]
-    IdpUnavailable(String),
-    /// The IdP answered, but with something the bridge must not accept (bad token, bad JSON).
-    #[error("identity provider answered with an invalid response: {0}")]
-    IdpInvalid(String),
+    #[error("denied by {}", .0.rule)]
+    Denied(Denial),
+    /// The IdP could not be reached, or answered with something the bridge must not accept.
+    #[error(transparent)]
+    Idp(#[from] ProviderError),
     /// Discovery has not succeeded yet.
-    #[error("the identity provider's configuration has not been loaded yet")]
+    #[error("identity provider discovery has not succeeded yet")]
     NotReady,
     /// A bug or an environment failure on our side.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl From<Denial> for AppError {
+    fn from(denial: Denial) -> Self {
+        AppError::Denied(denial)
+    }
 }
 
 /// What the error page shows. Attached to the response so the middleware can render it.
@@ -68,139 +80,223 @@ pub struct ErrorPage {
     pub contact: Option<String>,
     /// Machine-readable reason, used in logs and metrics.
     pub reason: &'static str,
-    /// The full cause, for the log line only.
+    /// The full cause with its sources, for the log line only.
     pub cause: String,
 }
 
+/// Page texts shared by several errors.
+const TRY_AGAIN: &str =
+    "This login link is not valid. Please go back to the forum and log in again.";
+const IDP_UNAVAILABLE: &str = "The identity provider could not be reached or gave an invalid \
+     answer. Please try again in a moment.";
+
 impl AppError {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Connect(e) if e.is_bad_signature() => StatusCode::FORBIDDEN,
-            AppError::Connect(_)
-            | AppError::ForeignReturnUrl
-            | AppError::UnknownLoginState
-            | AppError::LoginExpired
-            | AppError::LogoutStateMismatch
-            | AppError::BadCallback(_) => StatusCode::BAD_REQUEST,
-            AppError::IdpRefused { .. } | AppError::Denied { .. } => StatusCode::FORBIDDEN,
-            AppError::IdpUnavailable(_) | AppError::IdpInvalid(_) => StatusCode::BAD_GATEWAY,
-            AppError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    /// An internal error with what failed and, when there is one, why.
+    pub fn internal(what: &'static str, source: impl Into<Option<BoxError>>) -> Self {
+        AppError::Internal {
+            what,
+            source: source.into(),
         }
     }
 
-    /// A stable, low-cardinality reason for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AppError::Connect(e) if e.is_bad_signature() => "bad_signature",
-            AppError::Connect(_) => "malformed_request",
-            AppError::ForeignReturnUrl => "foreign_return_url",
-            AppError::UnknownLoginState => "unknown_state",
-            AppError::LoginExpired => "login_expired",
-            AppError::LogoutStateMismatch => "logout_state_mismatch",
-            AppError::BadCallback(_) => "malformed_callback",
-            AppError::IdpRefused { .. } => "idp_refused",
-            AppError::Denied { .. } => "denied",
-            AppError::IdpUnavailable(_) => "idp_unavailable",
-            AppError::IdpInvalid(_) => "idp_invalid",
-            AppError::NotReady => "not_ready",
-            AppError::Internal(_) => "internal",
-        }
-    }
-
-    fn page(&self) -> ErrorPage {
-        let (title, message, contact) = match self {
+    /// The HTTP status, the stable low-cardinality reason (for logs and metrics) and the page,
+    /// all from one match.
+    pub fn describe(&self) -> ErrorPage {
+        use StatusCode as S;
+        let (status, reason, title, message, contact): (_, _, _, String, _) = match self {
             AppError::Connect(e) if e.is_bad_signature() => (
+                S::FORBIDDEN,
+                "bad_signature",
                 "Login request not trusted",
                 "The forum's login request carried a signature this login service does not \
                  accept. The forum and the login service are probably configured with \
                  different secrets; please tell the forum's administrators."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
-            AppError::Connect(_) | AppError::ForeignReturnUrl => (
+            AppError::Connect(_) => (
+                S::BAD_REQUEST,
+                "malformed_request",
                 "Invalid login request",
-                "This login link is not valid. Please go back to the forum and log in again."
-                    .to_owned(),
+                TRY_AGAIN.into(),
+                None,
+            ),
+            AppError::ForeignReturnUrl => (
+                S::BAD_REQUEST,
+                "foreign_return_url",
+                "Invalid login request",
+                TRY_AGAIN.into(),
                 None,
             ),
             AppError::UnknownLoginState => (
+                S::BAD_REQUEST,
+                "unknown_state",
                 "Login could not be completed",
                 "This login was already completed, was started in another browser, or its \
                  cookies were blocked. Please go back to the forum and log in again."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
             AppError::LoginExpired => (
+                S::BAD_REQUEST,
+                "login_expired",
                 "Login expired",
                 "The login took too long and has expired. Please go back to the forum and log \
                  in again."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
             AppError::LogoutStateMismatch => (
+                S::BAD_REQUEST,
+                "logout_state_mismatch",
                 "Logout could not be confirmed",
                 "This logout confirmation does not belong to a logout started in this browser. \
                  You may already be logged out; go back to the forum to check."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
             AppError::BadCallback(_) => (
+                S::BAD_REQUEST,
+                "malformed_callback",
                 "Invalid login response",
                 "The answer from the identity provider was incomplete. Please go back to the \
                  forum and log in again."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
             AppError::IdpRefused { code } if code == "access_denied" => (
+                S::FORBIDDEN,
+                "idp_refused",
                 "Login cancelled",
                 "The identity provider did not grant access (the login was cancelled or \
                  refused). You can go back to the forum and try again."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
             AppError::IdpRefused { .. } => (
+                S::FORBIDDEN,
+                "idp_refused",
                 "Login refused",
                 "The identity provider refused the login. You can go back to the forum and try \
                  again; if this keeps happening, please tell the forum's administrators."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
-            AppError::Denied {
-                message, contact, ..
-            } => ("Access denied", message.clone(), contact.clone()),
-            AppError::IdpUnavailable(_) | AppError::IdpInvalid(_) | AppError::NotReady => (
+            AppError::Denied(denial) => (
+                S::FORBIDDEN,
+                "denied",
+                "Access denied",
+                denial.message.clone(),
+                denial.contact.clone(),
+            ),
+            AppError::Idp(e) if e.is_unavailable() => (
+                S::BAD_GATEWAY,
+                "idp_unavailable",
                 "Identity provider unavailable",
-                "The identity provider could not be reached or gave an invalid answer. Please \
-                 try again in a moment."
-                    .to_owned(),
+                IDP_UNAVAILABLE.into(),
                 None,
             ),
-            AppError::Internal(_) => (
+            AppError::Idp(_) | AppError::IssuerMismatch => (
+                S::BAD_GATEWAY,
+                "idp_invalid",
+                "Identity provider unavailable",
+                IDP_UNAVAILABLE.into(),
+                None,
+            ),
+            AppError::NotReady => (
+                S::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "Identity provider unavailable",
+                IDP_UNAVAILABLE.into(),
+                None,
+            ),
+            AppError::Internal { .. } => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
                 "Something went wrong",
                 "The login service hit an internal error. Please try again; if it keeps \
                  happening, tell the forum's administrators and quote the request id below."
-                    .to_owned(),
+                    .into(),
                 None,
             ),
         };
         ErrorPage {
-            status: self.status(),
+            status,
             title,
             message,
             contact,
-            reason: self.reason(),
-            cause: self.to_string(),
+            reason,
+            cause: Chain(self).to_string(),
         }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.describe().status
+    }
+
+    /// A stable, low-cardinality reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        self.describe().reason
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let page = self.page();
+        let page = self.describe();
         let mut response = page.status.into_response();
         response.extensions_mut().insert(page);
         response
+    }
+}
+
+/// Displays an error followed by each of its sources, `error: source: source ...`, for one log
+/// field (the `tracing` formatter shows only the error's own message).
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_names_every_source_and_the_page_none() {
+        let error = AppError::Idp(ProviderError::Unavailable {
+            during: "token endpoint",
+            source: "connection refused".into(),
+        });
+        let page = error.describe();
+        assert_eq!(page.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(page.reason, "idp_unavailable");
+        assert!(
+            page.cause.ends_with(": connection refused"),
+            "{}",
+            page.cause
+        );
+        assert!(!page.message.contains("refused"));
+    }
+
+    #[test]
+    fn a_bad_signature_is_403_and_other_connect_errors_400() {
+        assert_eq!(
+            AppError::Connect(ConnectError::SignatureMismatch).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            AppError::Connect(ConnectError::MissingSso).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

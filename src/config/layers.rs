@@ -476,25 +476,10 @@ fn kind_name(kind: &Kind) -> &'static str {
 fn closest<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
-        .map(|candidate| (edit_distance(found, candidate), *candidate))
+        .map(|candidate| (strsim::levenshtein(found, candidate), *candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -738,10 +723,11 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("issuer", "issuer"), 0);
-        assert_eq!(edit_distance("isuer", "issuer"), 1);
-        assert_eq!(edit_distance("scope", "scopes"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
+    fn a_typo_within_two_edits_is_suggested() {
+        let known = ["issuer", "scopes", "client_id"];
+        assert_eq!(closest("isuer", &known), Some("issuer"));
+        assert_eq!(closest("scope", &known), Some("scopes"));
+        assert_eq!(closest("issuer", &known), Some("issuer"));
+        assert_eq!(closest("unrelated", &known), None);
     }
 }

@@ -22,6 +22,7 @@
 //! resolved against the working directory.
 
 mod layers;
+pub mod live;
 mod raw;
 pub mod reference;
 mod settings;
@@ -32,6 +33,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -40,36 +42,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
+use crate::mapping::Mapper;
+use crate::routes;
 
+pub use crate::problem::ConfigProblem;
 pub use layers::{EnvOverride, env_var_name};
 pub use settings::Settings;
 pub use validate::MAX_LOGIN_TIMEOUT;
-
-/// One thing wrong with a configuration: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted key, e.g. `discourse.connect_secret`.
-    pub key: String,
-    /// What is wrong, in words an operator can act on.
-    pub message: String,
-}
-
-impl ConfigProblem {
-    /// A problem with `key`.
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
 
 /// The validated configuration the running bridge uses.
 #[derive(Debug, Clone)]
@@ -82,14 +61,11 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
-    pub mapping: MappingConfig,
-    pub groups: GroupsConfig,
-    pub access: AccessConfig,
+    /// The `[mapping]`, `[groups]` and `[access]` sections, compiled once while the
+    /// configuration is loaded; its warnings are part of [`Config::warnings`].
+    pub mapper: Arc<Mapper>,
     /// Which file this configuration came from, for `/readyz` and reload logs.
     pub source: ConfigSource,
-    /// What `Mapper::compile` warned about when the configuration was loaded; part of
-    /// [`Config::warnings`].
-    pub mapping_warnings: Vec<String>,
 }
 
 /// Where a configuration was loaded from.
@@ -507,12 +483,12 @@ const SKEW_WARNING_THRESHOLD: Duration = Duration::from_secs(5 * 60);
 impl Config {
     /// The OIDC redirect URI: `public_url` + `/callback`.
     pub fn callback_url(&self) -> Url {
-        self.public_path("/callback")
+        self.public_path(routes::CALLBACK)
     }
 
     /// Where the IdP returns the browser after RP-initiated logout: `public_url` + `/logged-out`.
     pub fn post_logout_url(&self) -> Url {
-        self.public_path("/logged-out")
+        self.public_path(routes::LOGGED_OUT)
     }
 
     /// Discourse's DiscourseConnect endpoint, the forum origin + `/session/sso_login`. A received
@@ -520,7 +496,15 @@ impl Config {
     /// prefixes, so that `.../sso_login.evil` or another port cannot pass.
     pub fn sso_login_prefix(&self) -> Url {
         let mut url = self.discourse.url.clone();
-        url.set_path("/session/sso_login");
+        url.set_path(routes::DISCOURSE_SSO_LOGIN);
+        url
+    }
+
+    /// Where error pages send the user back: the forum's own login start, the forum origin +
+    /// `/session/sso`.
+    pub fn forum_login_url(&self) -> Url {
+        let mut url = self.discourse.url.clone();
+        url.set_path(routes::DISCOURSE_SSO);
         url
     }
 
@@ -597,7 +581,7 @@ impl Config {
                     .to_owned(),
             );
         }
-        warnings.extend(self.mapping_warnings.iter().cloned());
+        warnings.extend(self.mapper.warnings().iter().cloned());
         warnings
     }
 }

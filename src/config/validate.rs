@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -87,9 +88,9 @@ pub(crate) fn validate(
     let mapping_sections_clean = !found.0[problems_before..]
         .iter()
         .any(|p| ["mapping", "groups", "access"].contains(&section_of(&p.key)));
-    let mapping_warnings = if mapping_sections_clean {
+    let mapper = if mapping_sections_clean {
         match Mapper::compile(&raw.mapping, &raw.groups, &raw.access) {
-            Ok(mapper) => Some(mapper.warnings().to_vec()),
+            Ok(mapper) => Some(Arc::new(mapper)),
             Err(mapping_problems) => {
                 found.0.extend(mapping_problems);
                 None
@@ -111,11 +112,8 @@ pub(crate) fn validate(
         store: store?,
         log: log?,
         limits: limits?,
-        mapping: raw.mapping,
-        groups: raw.groups,
-        access: raw.access,
+        mapper: mapper?,
         source,
-        mapping_warnings: mapping_warnings?,
     })
 }
 

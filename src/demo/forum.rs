@@ -22,7 +22,7 @@ use tower_cookies::{Cookie, CookieManagerLayer, Cookies};
 use super::idp::SAMPLE_USERS;
 use super::{DEVELOPMENT_ONLY, found, random_hex};
 use crate::discourse::connect::{ConnectSecret, Field, Payload, SsoRequest, parse_sso_query};
-use crate::pages::Pages;
+use crate::http::pages::Pages;
 
 /// How long a nonce stays valid, as in Discourse since PR #26261.
 pub const NONCE_LIFETIME: Duration = Duration::minutes(30);

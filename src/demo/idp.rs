@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use super::{DEVELOPMENT_ONLY, found, random_hex};
-use crate::pages::Pages;
+use crate::http::pages::Pages;
 
 /// How long a shown authorization page stays usable.
 const AUTHORIZATION_PAGE_LIFETIME: Duration = Duration::minutes(10);

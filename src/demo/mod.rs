@@ -30,12 +30,26 @@ use tokio::sync::watch;
 
 use crate::app::Application;
 use crate::config::{self, Config, LogFormat};
+use crate::http::pages::Pages;
 use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
-use crate::pages::Pages;
 
 /// The warning every demo page, log and banner carries.
 pub const DEVELOPMENT_ONLY: &str = "Development only: a local demo with made-up users, no \
     passwords and throwaway keys. Never expose it to a network or use it for a real forum.";
+
+/// The demo's pages: the bridge's layout with the demo forum and the demo IdP's login form. The
+/// production [`Pages`] never holds these.
+const DEMO_TEMPLATES: &[(&str, &str)] = &[
+    crate::http::pages::BASE_TEMPLATE,
+    (
+        "demo_forum.html",
+        include_str!("../../templates/demo_forum.html"),
+    ),
+    (
+        "demo_idp_login.html",
+        include_str!("../../templates/demo_idp_login.html"),
+    ),
+];
 
 /// The OAuth client id the demo's bridge is registered under at the demo IdP.
 pub const DEMO_CLIENT_ID: &str = "discourse-demo";
@@ -196,7 +210,9 @@ impl Demo {
         let signing_key = tokio::task::spawn_blocking(idp::SigningKey::generate)
             .await
             .context("generating the demo IdP's key")??;
-        let pages = Arc::new(Pages::new().context("compiling the page templates")?);
+        let pages = Arc::new(
+            Pages::with_templates(DEMO_TEMPLATES).context("compiling the demo page templates")?,
+        );
         let idp_router = idp::router(
             urls.idp.clone(),
             idp::ClientRegistration {
@@ -271,14 +287,14 @@ impl Demo {
     }
 
     /// The bridge's shared state (to watch its readiness).
-    pub fn bridge_state(&self) -> &crate::app::AppState {
+    pub fn bridge_state(&self) -> &crate::http::AppState {
         self.bridge.state()
     }
 }
 
 /// Resolves once the bridge has loaded the IdP's configuration (its `/readyz` would say ready),
 /// or after `limit`; returns whether it is ready.
-async fn wait_for_discovery(state: &crate::app::AppState, limit: Duration) -> bool {
+async fn wait_for_discovery(state: &crate::http::AppState, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if state.readiness().await.ready {
@@ -388,10 +404,7 @@ fn apply_mapping(
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("the mapping is invalid:\n{}", lines.join("\n"))
     })?;
-    config.mapping_warnings = mapper.warnings().to_vec();
-    config.mapping = mapping;
-    config.groups = groups;
-    config.access = access;
+    config.mapper = Arc::new(mapper);
     Ok(())
 }
 
@@ -442,7 +455,7 @@ pub async fn run(config_path: Option<PathBuf>, port: u16) -> ExitCode {
     };
     tracing::warn!("{DEVELOPMENT_ONLY}");
     // Only the mapping's warnings: the rest (no logout relay, plain http) is how a demo is.
-    for warning in &demo.bridge_state().config.mapping_warnings {
+    for warning in demo.bridge_state().config.mapper.warnings() {
         tracing::warn!("mapping: {warning}");
     }
     let urls = demo.urls().clone();

@@ -582,58 +582,24 @@ fn is_base64_text_byte(byte: u8) -> bool {
 
 /// Form-escapes like Ruby's `URI.encode_www_form_component` (used by Rack and `CGI.escape`):
 /// only `A-Z a-z 0-9 * - . _` stay literal, a space becomes `+`, every other byte `%XX` in
-/// uppercase. Since none of `> ? ~ DEL` survive, the Base64 of such a query never holds `+`
-/// or `/`, which keeps it intact even where a receiver forgets to escape it.
+/// uppercase, which is exactly the WHATWG `application/x-www-form-urlencoded` byte serializer
+/// (`url::form_urlencoded::byte_serialize`). Since none of `> ? ~ DEL` survive, the Base64 of
+/// such a query never holds `+` or `/`, which keeps it intact even where a receiver forgets to
+/// escape it.
 fn form_escape_into(out: &mut String, text: &str) {
-    const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-                out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-            }
-        }
-    }
+    out.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
 }
 
 /// Form-decodes one key or value: `+` is a space, `%XX` a byte; a `%` not followed by two hex
 /// digits stays literal (as browsers and the `url` crate treat it). Returns bytes, because the
 /// escapes may spell something that is not UTF-8.
 fn form_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        let escaped = match byte {
-            b'%' => hex_value(bytes.get(index + 1)).zip(hex_value(bytes.get(index + 2))),
-            _ => None,
-        };
-        match (byte, escaped) {
-            (_, Some((high, low))) => {
-                decoded.push(high << 4 | low);
-                index += 3;
-            }
-            (b'+', None) => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            (_, None) => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    decoded
-}
-
-fn hex_value(byte: Option<&u8>) -> Option<u8> {
-    let digit = char::from(*byte?).to_digit(16)?;
-    u8::try_from(digit).ok()
+    let spaced = if text.contains('+') {
+        std::borrow::Cow::Owned(text.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    percent_encoding::percent_decode_str(&spaced).collect()
 }
 
 #[cfg(test)]

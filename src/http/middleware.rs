@@ -1,88 +1,95 @@
-//! Middleware, in two layers: the request context (client address per RFC 7239, request id, span,
-//! one log line) outside, and the response finish (the single place errors become pages,
-//! security headers) inside. Two layers rather than one per concern keeps the per-request cost
-//! of the entry hop low.
-
-use std::net::{IpAddr, SocketAddr};
+//! Middleware: request ids and the request span with its one log line come from tower-http
+//! (`SetRequestId`, `PropagateRequestId`, `Trace`); what is the bridge's own is which incoming
+//! request ids are believed, and the response finish (the single place errors become pages,
+//! security headers).
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use rand::Rng as _;
-use tracing::Instrument as _;
+use tower_http::request_id::{MakeRequestId, RequestId};
+use tower_http::trace::{MakeSpan, OnResponse};
 
-use crate::app::AppState;
 use crate::error::ErrorPage;
-use crate::http::client_ip::{self, ClientIp};
-
-/// The request id of the current request, in request extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+use crate::http::state::AppState;
 
 /// Header carrying the request id in and out.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Accepts a caller's id only if it is short and plain, so it cannot forge log lines.
-fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let ok = !text.is_empty()
+fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let text = value.as_bytes();
+    !text.is_empty()
         && text.len() <= 64
         && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    ok.then(|| text.to_owned())
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn new_request_id() -> String {
-    let bytes: [u8; 12] = rand::thread_rng().r#gen();
-    hex::encode(bytes)
-}
-
-/// Resolves the client address ([`ClientIp`], for rate limits), assigns the request id (from
-/// `X-Request-Id` or new), opens the request span, logs one line per request with route, status
-/// and latency, and returns the id in the response.
-pub async fn request_context(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
-    let client = client_ip::resolve(
-        peer,
-        request.headers(),
-        &state.config.server.trusted_proxies,
-    );
-    let id = request
+/// Drops an incoming `X-Request-Id` that is not [acceptable](acceptable_request_id), so that
+/// [`NewRequestId`] makes a fresh one instead. Runs before tower-http's `SetRequestId`.
+pub fn drop_unacceptable_request_id(mut request: Request) -> Request {
+    if request
         .headers()
         .get(REQUEST_ID_HEADER)
-        .and_then(acceptable_request_id)
-        .unwrap_or_else(new_request_id);
-    let header_value = HeaderValue::from_str(&id).ok();
-    let extensions = request.extensions_mut();
-    extensions.insert(ClientIp(client));
-    extensions.insert(RequestId(id));
-    let method = request.method().clone();
-    // The path only: query strings carry sso/sig, codes and states.
-    let span = tracing::info_span!(
-        "request",
-        request_id = header_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
-        %method,
-        path = request.uri().path(),
-    );
-    let started = std::time::Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, latency_ms, "request handled"));
-    if let Some(value) = header_value {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        .is_some_and(|value| !acceptable_request_id(value))
+    {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
     }
-    response
+    request
+}
+
+/// Makes request ids: 96 random bits, hex.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let bytes: [u8; 12] = rand::thread_rng().r#gen();
+        HeaderValue::from_str(&hex::encode(bytes))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The request span: request id, method and path. The path only: query strings carry sso/sig,
+/// codes and states.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            request_id,
+            method = %request.method(),
+            path = request.uri().path(),
+        )
+    }
+}
+
+/// The one log line per request: status and latency, in the request span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(
+        self,
+        response: &axum::http::Response<B>,
+        latency: std::time::Duration,
+        _span: &tracing::Span,
+    ) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        tracing::info!(status, latency_ms, "request handled");
+    }
 }
 
 /// Turns an error into its page, then adds the security headers.
@@ -94,8 +101,9 @@ pub async fn finish_response(
     let request_id = request
         .extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let mut response = next.run(request).await;
     if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
         response = error_page(&state, page, &request_id);
@@ -118,7 +126,7 @@ fn error_page(state: &AppState, page: ErrorPage, request_id: &str) -> Response {
         contact => page.contact,
         status => page.status.as_u16(),
         request_id => request_id,
-        forum_login_url => state.forum_login_url(),
+        forum_login_url => state.forum_login_url.as_str(),
     };
     let body = match state.pages.render("error.html", context) {
         Ok(html) => Html(html).into_response().into_body(),
@@ -149,7 +157,7 @@ fn add_security_headers(state: &AppState, response: &mut Response) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    if state.cookie_policy.secure {
+    if state.cookies.secure() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),

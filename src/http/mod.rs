@@ -1,57 +1,99 @@
-//! HTTP surface of the bridge: routes, the middleware stack (request ids, tracing, error pages,
-//! security headers, limits) and the small health endpoints. Handlers live in submodules and
-//! stay thin: extract, call the protocol core, map the result.
+//! HTTP surface of the bridge: the router (paths from [`crate::routes`]), the middleware stack
+//! (request ids, tracing, error pages, security headers, limits), the cookies, the pages and
+//! the small health endpoints. Handlers stay thin: extract, call a service, respond.
+//!
+//! The stack, outermost first: drop an implausible incoming request id, set or keep the request
+//! id, return it, open the request span and log one line per request (tower-http), bound the
+//! handling time and the body, turn errors into pages and add security headers, manage cookies.
 
 pub mod client_ip;
+pub mod cookies;
+mod health;
 pub mod login;
 pub mod logout;
 pub mod middleware;
+pub mod pages;
+pub mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use std::sync::Arc;
-
+use tower::util::MapRequestLayer;
 use tower_cookies::CookieManagerLayer;
 use tower_governor::GovernorError;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::error::AppError;
+use crate::routes;
+pub use state::AppState;
 
-/// Builds the bridge's router with every layer applied.
-pub fn router(state: AppState) -> Router {
+/// The rate limiters' state, which must be swept of idle clients now and then
+/// ([`RateLimiters::retain_recent`]); `Application` runs the sweep and stops it.
+#[derive(Default)]
+pub struct RateLimiters(Vec<Box<dyn Fn() + Send + Sync>>);
+
+impl std::fmt::Debug for RateLimiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RateLimiters({})", self.0.len())
+    }
+}
+
+impl RateLimiters {
+    /// How often idle clients should be forgotten.
+    pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+    /// Forgets clients whose limit has fully refilled.
+    pub fn retain_recent(&self) {
+        for sweep in &self.0 {
+            sweep();
+        }
+    }
+}
+
+/// Builds the bridge's router with every layer applied, and the rate limiters it uses.
+pub fn router(state: AppState) -> (Router, RateLimiters) {
     let limits = &state.config.limits;
     let timeout = limits.request_timeout;
     let max_body = limits.max_body_bytes;
+    let mut limiters = RateLimiters::default();
+    let client_ip = ClientIpKey {
+        trusted_proxies: state.config.server.trusted_proxies.clone().into(),
+    };
     let login_routes = rate_limited(
         Router::new()
-            .route("/sso", get(login::start))
-            .route("/callback", get(login::callback)),
+            .route(routes::SSO, get(login::start))
+            .route(routes::CALLBACK, get(login::callback)),
         limits.login_per_minute,
+        client_ip.clone(),
+        &mut limiters,
     );
     let backchannel_routes = rate_limited(
-        Router::new().route("/backchannel-logout", post(logout::backchannel)),
+        Router::new().route(routes::BACKCHANNEL_LOGOUT, post(logout::backchannel)),
         limits.backchannel_per_minute,
+        client_ip,
+        &mut limiters,
     );
     let mut router = Router::new();
     if state.config.server.metrics_listen.is_none() {
-        router = router.route("/metrics", get(metrics));
+        router = router.route(routes::METRICS, get(health::metrics));
     }
-    router
+    let router = router
         .merge(login_routes)
         .merge(backchannel_routes)
-        .route("/logout", get(logout::start))
-        .route("/logged-out", get(logout::finished))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(routes::LOGOUT, get(logout::start))
+        .route(routes::LOGGED_OUT, get(logout::finished))
+        .route(routes::HEALTHZ, get(health::healthz))
+        .route(routes::READYZ, get(health::readyz))
         .fallback(not_found)
         .layer(CookieManagerLayer::new())
         .layer(axum::middleware::from_fn_with_state(
@@ -63,36 +105,70 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_secs(1)),
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::request_context,
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::RequestSpan)
+                .on_request(())
+                .on_response(middleware::LogResponse)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(
+            middleware::REQUEST_ID_HEADER,
+            middleware::NewRequestId,
         ))
+        .layer(MapRequestLayer::new(
+            middleware::drop_unacceptable_request_id,
+        ))
+        .with_state(state);
+    (router, limiters)
+}
+
+/// The router of the separate metrics listener (`[server] metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(routes::METRICS, get(health::metrics))
+        .fallback(not_found)
         .with_state(state)
 }
 
-/// Rate-limit key: the resolved client address (see [`client_ip`]).
-#[derive(Debug, Clone, Copy)]
-struct ClientIpKey;
+/// Rate-limit key: the client address, resolved (see [`client_ip`]) from the TCP peer and,
+/// behind a trusted proxy, its forwarding headers.
+#[derive(Debug, Clone)]
+struct ClientIpKey {
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+}
 
 impl KeyExtractor for ClientIpKey {
     type Key = std::net::IpAddr;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<Self::Key, GovernorError> {
-        request
+        let peer = request
             .extensions()
-            .get::<client_ip::ClientIp>()
-            .map(|ip| ip.0)
-            .ok_or(GovernorError::UnableToExtractKey)
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+        Ok(client_ip::resolve(
+            peer,
+            request.headers(),
+            &self.trusted_proxies,
+        ))
     }
 }
 
 /// Limits `routes` to `per_minute` requests per client, refilled evenly, with a minute's burst.
-/// Over the limit the client gets 429 with `Retry-After`.
-fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
+/// Over the limit the client gets 429 with `Retry-After`. The limiter's sweep joins `limiters`.
+fn rate_limited(
+    routes: Router<AppState>,
+    per_minute: u32,
+    client_ip: ClientIpKey,
+    limiters: &mut RateLimiters,
+) -> Router<AppState> {
     let per_minute = per_minute.max(1);
     let period =
         Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1));
-    let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIpKey);
+    let mut builder = GovernorConfigBuilder::default().key_extractor(client_ip);
     builder.period(period).burst_size(per_minute);
     // Only a zero period or burst makes `finish` fail, which the clamps above rule out.
     let Some(config) = builder.finish() else {
@@ -101,23 +177,14 @@ fn rate_limited(routes: Router<AppState>, per_minute: u32) -> Router<AppState> {
     };
     let config = Arc::new(config);
     let limiter = config.limiter().clone();
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.retain_recent();
-            }
-        });
-    }
+    limiters.0.push(Box::new(move || limiter.retain_recent()));
     routes.route_layer(GovernorLayer::new(config))
 }
 
 /// A 302 that no cache keeps (the target URL holds one-time values).
-pub(crate) fn found(location: &str) -> Result<Response, crate::error::AppError> {
-    let location = axum::http::HeaderValue::from_str(location).map_err(|_| {
-        crate::error::AppError::Internal("redirect target is not a valid header".into())
-    })?;
+pub(crate) fn found(location: &str) -> Result<Response, AppError> {
+    let location = axum::http::HeaderValue::from_str(location)
+        .map_err(|e| AppError::internal("redirect target is not a valid header", Some(e.into())))?;
     Ok((
         StatusCode::FOUND,
         [
@@ -129,50 +196,6 @@ pub(crate) fn found(location: &str) -> Result<Response, crate::error::AppError> 
         ],
     )
         .into_response())
-}
-
-/// Liveness: the process is up and serving.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// Readiness: discovery succeeded (and, when configured, the store is writable).
-async fn readyz(State(state): State<AppState>) -> Response {
-    let report = state.readiness().await;
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(report),
-    )
-        .into_response()
-}
-
-/// The router of the separate metrics listener (`[server] metrics_listen`).
-pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-/// Prometheus text exposition of the bridge's counters and histograms.
-async fn metrics(State(state): State<AppState>) -> Response {
-    match &state.metrics {
-        Some(handle) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            handle.render(),
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
-    }
 }
 
 async fn not_found() -> Response {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::TraceEntry;
 use super::groups::{CompiledGroups, Glob, GroupsOutcome};
-use crate::config::ConfigProblem;
+use crate::problem::ConfigProblem;
 
 /// `[access]` as written by the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

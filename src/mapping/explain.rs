@@ -63,7 +63,7 @@ fn dropped(list: &[(String, String)]) -> Vec<DroppedGroup> {
 impl From<&Outcome> for Report {
     fn from(outcome: &Outcome) -> Self {
         match outcome {
-            Outcome::Allowed(mapped) => {
+            Ok(mapped) => {
                 let p = &mapped.payload;
                 Report {
                     allowed: true,
@@ -81,7 +81,7 @@ impl From<&Outcome> for Report {
                     trace: mapped.trace.clone(),
                 }
             }
-            Outcome::Denied(denial) => Report {
+            Err(denial) => Report {
                 allowed: false,
                 denial: Some(DenialReport {
                     rule: denial.rule.clone(),

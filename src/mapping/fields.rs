@@ -13,8 +13,8 @@ use super::TraceEntry;
 use super::claims::{self, ClaimPath};
 use super::source::{Candidate, CompiledSource, Single, Source};
 use super::username::{HARD_MAX_LENGTH, NameRules};
-use crate::config::ConfigProblem;
 use crate::discourse::connect::{Field, Payload};
+use crate::problem::ConfigProblem;
 
 /// What to do with an email the IdP does not call verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::TraceEntry;
 use super::claims::ClaimPath;
 use super::username::NameRules;
-use crate::config::ConfigProblem;
 use crate::discourse::connect::{Field, Payload};
+use crate::problem::ConfigProblem;
 
 /// A single string or a list of strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,8 @@ pub use groups::{
 };
 pub use source::{Single, Source};
 
-use crate::config::ConfigProblem;
 use crate::discourse::connect::{Field, Payload};
+use crate::problem::ConfigProblem;
 use access::{CompiledAccess, Subject};
 use fields::{CompiledFields, pick, validate_email, validate_external_id};
 use groups::{CompiledGroups, GroupsOutcome};
@@ -89,27 +89,8 @@ pub struct Denial {
     pub dropped_groups: Vec<(String, String)>,
 }
 
-/// The result of mapping one login's claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed(Mapped),
-    Denied(Denial),
-}
-
-impl Outcome {
-    /// Whether the login may proceed.
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Outcome::Allowed(_))
-    }
-
-    /// The trace, whichever the outcome.
-    pub fn trace(&self) -> &[TraceEntry] {
-        match self {
-            Outcome::Allowed(mapped) => &mapped.trace,
-            Outcome::Denied(denial) => &denial.trace,
-        }
-    }
-}
+/// The result of mapping one login's claims: the payload to send, or why not.
+pub type Outcome = Result<Mapped, Denial>;
 
 /// The compiled mapping rules: build once per config (re)load, then call [`Mapper::map`] per
 /// login. Cheap to share behind an `Arc`.
@@ -251,12 +232,12 @@ impl Mapper {
         }
 
         match refusals.into_iter().next() {
-            None => Outcome::Allowed(Mapped {
+            None => Ok(Mapped {
                 payload,
                 trace,
                 dropped_groups: dropped,
             }),
-            Some((rule, message)) => Outcome::Denied(Denial {
+            Some((rule, message)) => Err(Denial {
                 rule,
                 message,
                 contact: self.access.contact().map(str::to_owned),
@@ -415,15 +396,15 @@ mod tests {
 
     fn allowed(outcome: Outcome) -> Mapped {
         match outcome {
-            Outcome::Allowed(mapped) => mapped,
-            Outcome::Denied(denial) => panic!("unexpected denial: {denial:#?}"),
+            Ok(mapped) => mapped,
+            Err(denial) => panic!("unexpected denial: {denial:#?}"),
         }
     }
 
     fn denied(outcome: Outcome) -> Denial {
         match outcome {
-            Outcome::Denied(denial) => denial,
-            Outcome::Allowed(mapped) => panic!("unexpected success: {:#?}", mapped.payload),
+            Err(denial) => denial,
+            Ok(mapped) => panic!("unexpected success: {:#?}", mapped.payload),
         }
     }
 
@@ -536,8 +517,8 @@ mod tests {
                 "email_verified": verified
             })));
             let got = match &outcome {
-                Outcome::Allowed(m) => Ok(m.payload.get(Field::RequireActivation)),
-                Outcome::Denied(d) => Err(d.rule.as_str()),
+                Ok(m) => Ok(m.payload.get(Field::RequireActivation)),
+                Err(d) => Err(d.rule.as_str()),
             };
             assert_eq!(got, *expected, "{policy:?} {verified}");
         }
@@ -607,7 +588,7 @@ mod tests {
         .unwrap();
         assert!(mapper.warnings()[0].starts_with("mapping.email_verified_when_absent"));
         let outcome = mapper.map(&claims(json!({"sub": "1", "email": "a@example.com"})));
-        assert!(outcome.is_allowed());
+        assert!(outcome.is_ok());
     }
 
     #[test]

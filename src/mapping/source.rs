@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::claims::{self, ClaimPath};
-use crate::config::ConfigProblem;
+use crate::problem::ConfigProblem;
 
 /// One way to obtain a value.
 #[derive(Debug, Clone, PartialEq, Eq)]

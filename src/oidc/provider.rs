@@ -1,9 +1,12 @@
 //! The upstream OpenID Provider as the bridge sees it: discovery (OpenID Connect Discovery 1.0),
 //! the authorization request (Core §3.1.2, with PKCE per RFC 7636), the code exchange, userinfo
 //! (Core §5.3), and a shared JWKS cache that is refetched, at most once per interval, when a
-//! token names a key it does not hold (openidconnect itself never refreshes keys).
+//! token names a key it does not hold (openidconnect itself never refreshes keys). One
+//! [`Provider::verify_with_key_refresh`] serves ID tokens (Core §3.1.3.7) and logout tokens
+//! (Back-Channel Logout 1.0 §2.6).
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -21,11 +24,12 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
-use crate::config::{OidcConfig, TokenAuthMethod, UserinfoMode};
+use crate::config::{LogoutConfig, OidcConfig, TokenAuthMethod, UserinfoMode};
 use crate::oidc::authorization::AuthorizationEndpoint;
 pub use crate::oidc::authorization::AuthorizationRequest;
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
 use crate::oidc::jwk::{self, VerifyingKeySet};
+use crate::oidc::logout_token::{self, LogoutToken, LogoutTokenError, LogoutTokenRules};
 
 /// The openidconnect client as built from discovery: auth URL set, token and userinfo URLs
 /// present if the IdP advertised them.
@@ -46,15 +50,112 @@ struct ExtraClaims {
 }
 impl AdditionalClaims for ExtraClaims {}
 
-/// Why talking to the IdP failed.
+/// A boxed error from a dependency, kept as the typed source of a [`ProviderError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why talking to the IdP failed. `during` names the step (`discovery`, `token endpoint`, ...);
+/// the source says why, and is logged with the request (never shown on a page).
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// Network failure, timeout or 5xx: worth retrying later.
-    #[error("identity provider unreachable: {0}")]
-    Unavailable(String),
-    /// The IdP answered with something unacceptable.
-    #[error("identity provider answer rejected: {0}")]
-    Invalid(String),
+    #[error("identity provider unreachable during {during}")]
+    Unavailable {
+        during: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The IdP answered with something the bridge must not accept.
+    #[error("identity provider answer rejected during {during}")]
+    Rejected {
+        during: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The IdP's answer lacks something the bridge needs (no `id_token`, not an object, ...).
+    #[error("identity provider answer rejected during {during}: {problem}")]
+    Invalid {
+        during: &'static str,
+        problem: Cow<'static, str>,
+    },
+}
+
+impl ProviderError {
+    /// True when trying again later may help (the IdP was not reached).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ProviderError::Unavailable { .. })
+    }
+
+    fn invalid(during: &'static str, problem: impl Into<Cow<'static, str>>) -> Self {
+        ProviderError::Invalid {
+            during,
+            problem: problem.into(),
+        }
+    }
+
+    fn rejected(during: &'static str, source: impl Into<BoxError>) -> Self {
+        ProviderError::Rejected {
+            during,
+            source: source.into(),
+        }
+    }
+}
+
+/// The discovered provider, shared by everything that talks to the IdP; empty until discovery
+/// has succeeded. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSlot(Arc<OnceLock<Arc<Provider>>>);
+
+impl ProviderSlot {
+    /// The provider, once discovered.
+    pub fn get(&self) -> Option<Arc<Provider>> {
+        self.0.get().cloned()
+    }
+
+    /// Whether discovery has succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Runs discovery until it succeeds, backing off exponentially (1 s doubling, capped at
+    /// 60 s), and publishes the provider.
+    pub async fn discover_until_ready(
+        &self,
+        http: reqwest::Client,
+        oidc: &OidcConfig,
+        logout: &LogoutConfig,
+        redirect_url: &url::Url,
+    ) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match Provider::discover(http.clone(), oidc, logout, redirect_url).await {
+                Ok(provider) => {
+                    tracing::info!(issuer = %provider.issuer().as_str(), "discovery succeeded");
+                    let _ = self.0.set(Arc::new(provider));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %crate::error::Chain(&e),
+                        retry_in = ?delay,
+                        "discovery failed"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+/// How a token check with key refresh ended when it did not end with a valid token.
+#[derive(Debug)]
+pub enum KeyRefreshError<E> {
+    /// The token is invalid (after a refetch, when its key was unknown).
+    Token(E),
+    /// The token names an unknown key and the key set was refetched too recently to try again.
+    UnknownKeyRefreshedRecently(E),
+    /// The key set could not be refetched.
+    Refetch(ProviderError),
 }
 
 /// The result of a completed code exchange.
@@ -77,6 +178,8 @@ pub struct Provider {
     client: DiscoveredClient,
     metadata: ProviderMetadataWithLogout,
     rules: IdTokenRules,
+    /// Built once from the configuration and the discovered metadata.
+    logout_rules: LogoutTokenRules,
     authorization: AuthorizationEndpoint,
     userinfo: UserinfoMode,
     jwks_min_refresh_interval: Duration,
@@ -84,22 +187,24 @@ pub struct Provider {
     http: reqwest::Client,
 }
 
-fn classify_request_error<E: std::error::Error + 'static>(context: &str, err: E) -> ProviderError {
-    // openidconnect wraps transport errors ("Request failed"); the whole source chain says why
-    // (DNS, refused, timeout, certificate), and a reqwest error anywhere in it is retryable.
-    let mut text = format!("{context}: {err}");
-    let mut transport = false;
-    let mut source = err.source();
-    while let Some(e) = source {
-        transport |= e.downcast_ref::<reqwest::Error>().is_some();
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
+/// A failed request to the IdP: unavailable when a transport error (DNS, refused, timeout,
+/// certificate) is anywhere in its source chain, which openidconnect wraps ("Request failed"),
+/// rejected otherwise. The error itself is kept as the source.
+fn classify_request_error<E>(during: &'static str, err: E) -> ProviderError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let transport = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.downcast_ref::<reqwest::Error>().is_some());
     if transport {
-        ProviderError::Unavailable(text)
+        ProviderError::Unavailable {
+            during,
+            source: Box::new(err),
+        }
     } else {
-        ProviderError::Invalid(text)
+        ProviderError::rejected(during, err)
     }
 }
 
@@ -114,11 +219,12 @@ impl Provider {
     pub async fn discover(
         http: reqwest::Client,
         cfg: &OidcConfig,
+        logout: &LogoutConfig,
         redirect_url: &url::Url,
     ) -> Result<Self, ProviderError> {
         // The issuer exactly as configured: discovery and `iss` checks compare it byte for byte.
         let issuer = IssuerUrl::new(cfg.issuer_exact.clone())
-            .map_err(|e| ProviderError::Invalid(format!("issuer: {e}")))?;
+            .map_err(|e| ProviderError::rejected("issuer", e))?;
         let started = Instant::now();
         let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
@@ -145,7 +251,7 @@ impl Provider {
             }
         };
         let redirect = RedirectUrl::new(redirect_url.to_string())
-            .map_err(|e| ProviderError::Invalid(format!("redirect url: {e}")))?;
+            .map_err(|e| ProviderError::rejected("redirect url", e))?;
         let client = CoreClient::from_provider_metadata(
             metadata.clone(),
             client_id.clone(),
@@ -163,6 +269,12 @@ impl Provider {
             ),
             clock_skew: cfg.clock_skew,
         };
+        let logout_rules = LogoutTokenRules::from_config(
+            rules.issuer.as_str(),
+            rules.allowed_algs.clone(),
+            cfg,
+            logout,
+        );
         let keys = KeyCache {
             keys: Arc::new(jwk::key_set_from_core(metadata.jwks())),
             last_refetch: None,
@@ -179,6 +291,7 @@ impl Provider {
         Ok(Self {
             client,
             rules,
+            logout_rules,
             authorization,
             userinfo: if metadata.userinfo_endpoint().is_some() {
                 cfg.userinfo
@@ -230,24 +343,22 @@ impl Provider {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| ProviderError::Invalid(format!("token endpoint: {e}")))?
+            .map_err(|e| ProviderError::rejected("token endpoint", e))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
             .request_async(&self.http)
             .await;
         observe("token", started);
         let response: CoreTokenResponse = response.map_err(|e| match &e {
-            openidconnect::RequestTokenError::ServerResponse(resp) => {
-                ProviderError::Invalid(format!("token endpoint refused: {}", resp.error()))
-            }
-            openidconnect::RequestTokenError::Request(_) => {
-                ProviderError::Unavailable(format!("token endpoint: {e}"))
-            }
-            _ => ProviderError::Invalid(format!("token endpoint: {e}")),
+            openidconnect::RequestTokenError::Request(_) => ProviderError::Unavailable {
+                during: "token endpoint",
+                source: Box::new(e),
+            },
+            _ => ProviderError::rejected("token endpoint", e),
         })?;
         let id_token = response
             .id_token()
             .cloned()
-            .ok_or_else(|| ProviderError::Invalid("token response has no id_token".into()))?;
+            .ok_or_else(|| ProviderError::invalid("token endpoint", "no id_token"))?;
         Ok(Tokens {
             id_token,
             access_token: response.access_token().clone(),
@@ -285,28 +396,67 @@ impl Provider {
         Ok(true)
     }
 
-    /// Validates an ID token as of `now`, refetching the keys once if its key is unknown.
+    /// Runs `validate` against the current keys and, when it reports a key the set does not
+    /// hold (`is_unknown_key`), refetches the set (at most once per
+    /// `oidc.jwks_min_refresh_interval`) and runs it once more.
+    pub async fn verify_with_key_refresh<T, E>(
+        &self,
+        validate: impl Fn(&VerifyingKeySet) -> Result<T, E>,
+        is_unknown_key: impl Fn(&E) -> bool,
+    ) -> Result<T, KeyRefreshError<E>> {
+        let keys = self.keys().await;
+        match validate(&keys) {
+            Err(e) if is_unknown_key(&e) => match self.refresh_keys().await {
+                Ok(true) => validate(&*self.keys().await).map_err(KeyRefreshError::Token),
+                Ok(false) => Err(KeyRefreshError::UnknownKeyRefreshedRecently(e)),
+                Err(refetch) => Err(KeyRefreshError::Refetch(refetch)),
+            },
+            other => other.map_err(KeyRefreshError::Token),
+        }
+    }
+
+    /// Validates an ID token as of `now` (Core §3.1.3.7), refetching the keys once if its key
+    /// is unknown.
     pub async fn verify_id_token(
         &self,
         token: &CoreIdToken,
         nonce: &Nonce,
         now: DateTime<Utc>,
     ) -> Result<VerifiedIdToken, ProviderError> {
-        let keys = self.keys().await;
-        match id_token::validate(token, &keys, &self.rules, nonce, now) {
-            Err(IdTokenError::UnknownKey) => {
-                if !self.refresh_keys().await? {
-                    return Err(ProviderError::Invalid(
-                        "ID token signed with an unknown key (key set refreshed too recently)"
-                            .into(),
-                    ));
-                }
-                let keys = self.keys().await;
-                id_token::validate(token, &keys, &self.rules, nonce, now)
-                    .map_err(|e| ProviderError::Invalid(e.to_string()))
+        self.verify_with_key_refresh(
+            |keys| id_token::validate(token, keys, &self.rules, nonce, now),
+            |e| matches!(e, IdTokenError::UnknownKey),
+        )
+        .await
+        .map_err(|e| match e {
+            KeyRefreshError::Token(e) | KeyRefreshError::UnknownKeyRefreshedRecently(e) => {
+                ProviderError::rejected("ID token validation", e)
             }
-            other => other.map_err(|e| ProviderError::Invalid(e.to_string())),
-        }
+            KeyRefreshError::Refetch(e) => e,
+        })
+    }
+
+    /// The rules logout tokens are checked against (built once at discovery).
+    pub fn logout_rules(&self) -> &LogoutTokenRules {
+        &self.logout_rules
+    }
+
+    /// Validates a logout token as of `now` (Back-Channel Logout 1.0 §2.6), refetching the keys
+    /// once if its key is unknown; a failed refetch leaves it an unknown key.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LogoutToken, LogoutTokenError> {
+        self.verify_with_key_refresh(
+            |keys| logout_token::validate(token, keys, &self.logout_rules, now),
+            |e| matches!(e, LogoutTokenError::UnknownKey),
+        )
+        .await
+        .map_err(|e| match e {
+            KeyRefreshError::Token(e) | KeyRefreshError::UnknownKeyRefreshedRecently(e) => e,
+            KeyRefreshError::Refetch(_) => LogoutTokenError::UnknownKey,
+        })
     }
 
     /// When userinfo is fetched: as configured, and never when the IdP advertises no endpoint.
@@ -326,22 +476,21 @@ impl Provider {
                 access_token,
                 Some(SubjectIdentifier::new(subject.to_owned())),
             )
-            .map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))?;
+            .map_err(|e| ProviderError::rejected("userinfo", e))?;
         let started = Instant::now();
         let claims = request.request_async(&self.http).await;
         observe("userinfo", started);
         let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> =
             claims.map_err(|e| match &e {
-                openidconnect::UserInfoError::Request(_) => {
-                    ProviderError::Unavailable(format!("userinfo: {e}"))
-                }
-                _ => ProviderError::Invalid(format!("userinfo: {e}")),
+                openidconnect::UserInfoError::Request(_) => ProviderError::Unavailable {
+                    during: "userinfo",
+                    source: Box::new(e),
+                },
+                _ => ProviderError::rejected("userinfo", e),
             })?;
         match serde_json::to_value(&claims) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(ProviderError::Invalid(
-                "userinfo is not a JSON object".into(),
-            )),
+            _ => Err(ProviderError::invalid("userinfo", "not a JSON object")),
         }
     }
 }

@@ -857,6 +857,13 @@ async fn forum_sso_login_accepts_once_and_rejects_like_discourse() {
     assert_eq!(attempts.iter().filter(|a| a.status == 302).count(), 2);
     assert!(attempts.iter().any(|a| a.error == "signature_error"));
     assert!(attempts.iter().any(|a| a.error == "payload_parse_error"));
+    assert!(
+        attempts.iter().any(|a| a.status == 500
+            && a.payload
+                .as_ref()
+                .is_some_and(|p| p.get("email").map(String::as_str) == Some("x@example.test"))),
+        "a payload that was decoded is kept with its attempt"
+    );
 }
 
 #[tokio::test]

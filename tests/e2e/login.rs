@@ -217,7 +217,7 @@ async fn an_expired_login_is_refused() {
     let browser = Browser::new();
     let authorize = start_login(&s, &browser).await;
     let callback = browser.login_at_idp(&authorize, "alice").await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.bridge.advance_clock(Duration::from_secs(2));
     let resp = finish_at_bridge(&browser, &callback).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(s.forum.logins().is_empty());

@@ -88,6 +88,7 @@ async fn the_idp_ending_a_session_logs_the_user_out_of_discourse() {
         forum.admin_calls()
     );
     for call in forum.admin_calls() {
+        assert_eq!(call.accept.as_deref(), Some("application/json"));
         assert_eq!(call.api_key.as_deref(), Some(forum.api_key().as_str()));
         assert_eq!(
             call.api_username.as_deref(),
@@ -138,7 +139,7 @@ async fn a_replayed_logout_token_is_acknowledged_but_acts_once() {
                 == vec![user_id])
             .await
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    bridge.wait_relay_idle().await;
     assert_eq!(
         forum.successful_log_outs(),
         vec![user_id],
@@ -214,7 +215,7 @@ async fn invalid_logout_tokens_get_400_json_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(not_form.status(), StatusCode::BAD_REQUEST);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bridge.wait_relay_idle().await;
     assert!(forum.admin_calls().is_empty(), "nothing reached Discourse");
 }
 
@@ -255,7 +256,7 @@ async fn a_discourse_outage_and_a_bridge_restart_lose_no_logout() {
         "delivered after the restart: {:?}",
         forum.admin_calls()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    bridge.wait_relay_idle().await;
     assert_eq!(forum.successful_log_outs(), vec![user_id], "exactly once");
     bridge.stop().await;
 }

@@ -3,6 +3,8 @@
 
 mod admin;
 mod binary;
+#[cfg(feature = "demo")]
+mod demo;
 mod harness_selftest;
 mod interop_connect;
 mod login;

@@ -154,13 +154,38 @@ async fn a_mapping_edit_is_applied_live_and_a_broken_edit_changes_nothing() {
     assert_eq!(list(&carol, "add_groups"), ["builders"]);
 
     // A broken edit (invalid regex) is rejected; the active mapping and hash stay.
+    let rejected_before = rejected_reloads(&client, &bridge).await;
     std::fs::write(
         &path,
         format!("{edited}\n[[groups.rules]]\npattern = \"([unclosed\"\nto = \"x\"\n"),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rejected = rejected_before;
+    for _ in 0..40 {
+        rejected = rejected_reloads(&client, &bridge).await;
+        if rejected > rejected_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(rejected > rejected_before, "the broken edit was looked at");
     assert_eq!(readyz().await, new_hash, "the broken edit is not active");
     let carol = login(&forum, &bridge, "carol").await;
     assert_eq!(list(&carol, "add_groups"), ["builders"]);
+}
+
+/// How many configuration changes were rejected so far, from `/metrics`.
+async fn rejected_reloads(client: &reqwest::Client, bridge: &TestBridge) -> u64 {
+    let text = client
+        .get(bridge.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| line.starts_with("bridge_config_reloads_total{outcome=\"rejected\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0, |count| count.parse().unwrap())
 }

@@ -259,14 +259,14 @@ path = "{}"
         "another-client-secret-4567",
     );
     std::fs::write(&path, &restart_only).unwrap();
-    assert!(state.reload_mapping());
+    assert!(state.mapping.reload());
     assert_eq!(state.readiness().await.config_identity, started);
 
     // A live key changed: the identity is that of the running settings plus the new rules,
     // which is the file's identity once the restart keys are back as they started.
     let live = format!("{base}[access]\ncontact = \"it-help@example.com\"\n");
     std::fs::write(&path, format!("{live}[limits]\nlogin_per_minute = 7\n")).unwrap();
-    assert!(state.reload_mapping());
+    assert!(state.mapping.reload());
     let reloaded = state.readiness().await.config_identity;
     assert_ne!(reloaded, started);
     std::fs::write(&path, &live).unwrap();

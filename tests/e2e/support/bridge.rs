@@ -1,9 +1,12 @@
 //! Starts the real bridge in-process on a free loopback port, wired to a `TestIdp` and a
 //! `TestForum`, with a configuration written as TOML like an operator would.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use discourse_oidc_bridge::app::{AppState, Application};
+use discourse_oidc_bridge::app::Application;
+use discourse_oidc_bridge::clock::Clock;
 use discourse_oidc_bridge::config;
 use tokio::sync::oneshot;
 use url::Url;
@@ -18,8 +21,9 @@ pub const SESSION_SECRET: &str = "session-secret-for-tests-0123456789abcdef";
 /// A running bridge; stops when dropped.
 pub struct TestBridge {
     pub base: String,
-    pub state: AppState,
     pub store_dir: tempfile::TempDir,
+    /// How far the bridge's clock runs ahead of the system clock, in milliseconds.
+    clock_offset_ms: Arc<AtomicI64>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -120,16 +124,20 @@ request_timeout = "10s"
         .await;
         forum.set_connect_url(Url::parse(&format!("{base}/sso")).unwrap());
 
-        let app = Application::with_listener(config, listener).unwrap();
-        let state = app.state().clone();
+        let clock_offset_ms = Arc::new(AtomicI64::new(0));
+        let offset = clock_offset_ms.clone();
+        let clock = Clock::from_fn(move || {
+            chrono::Utc::now() + chrono::Duration::milliseconds(offset.load(Ordering::SeqCst))
+        });
+        let app = Application::with_clock(config, listener, clock).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
         let bridge = TestBridge {
             base,
-            state,
             store_dir,
+            clock_offset_ms,
             shutdown: Some(tx),
             task: Some(task),
         };
@@ -149,6 +157,34 @@ request_timeout = "10s"
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("bridge never became ready");
+    }
+
+    /// Moves the bridge's clock `by` into the future (the time its requests see).
+    pub fn advance_clock(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap();
+        self.clock_offset_ms.fetch_add(by, Ordering::SeqCst);
+    }
+
+    /// Waits until the logout relay has no job left (delivered or given up), as `/readyz`
+    /// reports it. A job exists from the moment the request that queued it was answered, so
+    /// once this returns, no delivery of anything asked for so far is still to come.
+    pub async fn wait_relay_idle(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            let report: serde_json::Value = client
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if report["relay_pending"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the logout relay never emptied");
     }
 
     pub fn url(&self, path: &str) -> String {

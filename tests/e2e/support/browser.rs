@@ -83,11 +83,6 @@ impl Browser {
             .and_then(|value| value.to_str().ok().map(str::to_owned))
     }
 
-    /// Stores a cookie as if `url` had sent `Set-Cookie: set_cookie`.
-    pub fn add_cookie(&self, set_cookie: &str, url: &Url) {
-        self.jar.add_cookie_str(set_cookie, url);
-    }
-
     /// Walks the OP from an authorization request URL to the redirect back to the relying party
     /// and returns that URL WITHOUT requesting it. Logs in as `login` (a user sub of the test
     /// OP) when the login form shows up and accepts the consent page if it shows up; an existing

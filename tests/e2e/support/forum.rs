@@ -1,7 +1,7 @@
 //! An in-test Discourse for end-to-end tests: the DiscourseConnect consumer side of Discourse's
 //! `SessionController#sso` / `#sso_login` and the admin API calls the bridge makes
 //! (`/u/by-external/{id}.json`, `/admin/users/{id}/log_out`, `/admin/users/sync_sso`), following
-//! /work/shared/notes/discourse-connect.md.
+//! Discourse's `DiscourseConnectBase` and `SessionController`.
 //!
 //! It is a second, independent DiscourseConnect implementation: it does not use the crate's
 //! codec. It mimics Discourse's Ruby directly: Rack `parse_query` on the raw query string,
@@ -273,10 +273,6 @@ impl TestForum {
         self.lock().syncs.clone()
     }
 
-    pub fn users(&self) -> Vec<ForumUser> {
-        self.lock().users.clone()
-    }
-
     pub fn user_id(&self, external_id: &str) -> Option<u64> {
         self.lock()
             .users
@@ -362,11 +358,6 @@ impl TestForum {
         }
         let body: Value = resp.json().await.ok()?;
         body["current_user"]["id"].as_u64()
-    }
-
-    /// Signs `sso` (the Base64 text) with the forum's secret: lowercase hex HMAC-SHA256.
-    pub fn sign(&self, sso: &str) -> String {
-        hmac_hex(&self.sso_secret(), sso)
     }
 
     /// A signed answer the way a DiscourseConnect provider sends it: strict Base64 of the

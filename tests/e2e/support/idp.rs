@@ -60,11 +60,6 @@ impl IdpClient {
         self.post_logout_redirect_uris.push(uri.to_owned());
         self
     }
-
-    pub fn auth_method(mut self, method: &str) -> Self {
-        self.token_endpoint_auth_method = method.to_owned();
-        self
-    }
 }
 
 /// Everything `op.mjs` is configured with. `Default` gives two users and no clients.
@@ -241,10 +236,6 @@ impl TestIdp {
         &self.issuer
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// An absolute URL on the OP, e.g. `url("/jwks")`.
     pub fn url(&self, path: &str) -> Url {
         Url::parse(&format!("{}{}", self.issuer, path)).expect("OP URL")
@@ -252,10 +243,6 @@ impl TestIdp {
 
     pub fn discovery_url(&self) -> Url {
         self.url("/.well-known/openid-configuration")
-    }
-
-    pub fn options(&self) -> &IdpOptions {
-        &self.options
     }
 
     /// Everything the OP wrote to stderr so far.

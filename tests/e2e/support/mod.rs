@@ -1,6 +1,5 @@
 //! Test harness shared by the end-to-end tests: real peers (Node OpenID provider, DiscourseConnect
 //! reference implementation), an in-test Discourse stand-in and a headless browser.
-#![allow(dead_code)]
 // Test support code: a failed expectation here is a failed test, and the peers' logs belong on the
 // test's stderr, so the production-code lints against panicking and printing don't apply.
 #![allow(
@@ -17,14 +16,8 @@ pub mod idp;
 pub mod node;
 pub mod skip;
 
-// Re-exports for the flow tests; not every test module uses every name.
-#[allow(unused_imports)]
+// Re-exports for the flow tests.
 pub use bridge::TestBridge;
-#[allow(unused_imports)]
 pub use browser::{Browser, query_param, redirect_target};
-#[allow(unused_imports)]
-pub use forum::{
-    AdminCall, AdminEndpoint, ForumLogin, ForumOptions, ForumUser, SsoLoginAttempt, TestForum,
-};
-#[allow(unused_imports)]
-pub use idp::{BackchannelOutcome, IdTokenMutation, IdpClient, IdpOptions, Signer, TestIdp};
+pub use forum::{AdminEndpoint, ForumOptions, TestForum};
+pub use idp::{IdTokenMutation, IdpClient, IdpOptions, Signer, TestIdp};

@@ -9,6 +9,10 @@ use std::io::Write as _;
 
 /// Reports that `test` cannot run because `component` is missing (`why` says how to get it),
 /// or fails the test when `BRIDGE_TEST_REQUIRE` (comma-separated names) lists `component`.
+#[allow(
+    dead_code,
+    reason = "called by the tests that need PostgreSQL or Chromium, when either is missing"
+)]
 pub fn skip(test: &str, component: &str, why: &str) {
     let required = std::env::var("BRIDGE_TEST_REQUIRE").unwrap_or_default();
     if required

@@ -4,9 +4,6 @@
 //! forum `/session/sso` → bridge `/sso` → IdP `/authorize` → bridge `/callback` → forum
 //! `/session/sso_login`.
 
-// Test helpers: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use discourse_oidc_bridge::demo::{DEMO_CLIENT_ID, Demo, DemoAddresses, DemoUrls};
@@ -14,6 +11,8 @@ use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::support::{Browser, redirect_target};
 
 /// A demo serving in the background until [`RunningDemo::stop`].
 struct RunningDemo {
@@ -67,34 +66,14 @@ impl RunningDemo {
     }
 }
 
-/// A headless browser: one cookie jar, redirects never followed.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
+/// Where a 302 points, resolved against the request URL.
 fn location(response: &reqwest::Response) -> String {
-    assert_eq!(
-        response.status(),
-        StatusCode::FOUND,
-        "expected a 302 from {}",
-        response.url()
-    );
-    response
-        .headers()
-        .get(LOCATION)
-        .expect("a Location header")
-        .to_str()
-        .unwrap()
-        .to_owned()
+    redirect_target(response).to_string()
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
-    client.get(url).send().await.unwrap()
+/// The path a 302 points to on the server that sent it.
+fn location_path(response: &reqwest::Response) -> String {
+    redirect_target(response).path().to_owned()
 }
 
 /// The value of `<input name="request_ref" value="...">` on the IdP's page.
@@ -109,37 +88,34 @@ fn request_ref(page: &str) -> String {
 /// (`("user", login)` or `("cancel", "1")`), and returns the bridge's answer to the callback.
 async fn login_at_idp(
     demo: &RunningDemo,
-    client: &reqwest::Client,
+    client: &Browser,
     choice: (&str, &str),
 ) -> reqwest::Response {
-    let to_bridge = location(&get(client, &format!("{}/session/sso", demo.urls.forum)).await);
+    let to_bridge = location(&client.get(format!("{}/session/sso", demo.urls.forum)).await);
     assert!(
         to_bridge.starts_with(&format!("{}/sso?sso=", demo.urls.bridge)),
         "{to_bridge}"
     );
-    let to_idp = location(&get(client, &to_bridge).await);
+    let to_idp = location(&client.get(&to_bridge).await);
     assert!(
         to_idp.starts_with(&format!("{}/authorize?", demo.urls.idp)),
         "{to_idp}"
     );
     assert!(to_idp.contains("code_challenge_method=S256"), "{to_idp}");
-    let page = get(client, &to_idp).await;
+    let page = client.get(&to_idp).await;
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
     assert!(
         page.contains("Development only"),
         "the IdP page is labelled"
     );
-    let form = [
-        ("request_ref".to_owned(), request_ref(&page)),
-        (choice.0.to_owned(), choice.1.to_owned()),
-    ];
+    let request_ref = request_ref(&page);
     let picked = client
-        .post(format!("{}/authorize", demo.urls.idp))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            format!("{}/authorize", demo.urls.idp),
+            &[("request_ref", request_ref.as_str()), choice],
+        )
+        .await;
     let to_callback = location(&picked);
     assert!(
         to_callback.starts_with(&format!("{}/callback?", demo.urls.bridge)),
@@ -149,11 +125,11 @@ async fn login_at_idp(
         to_callback.contains("&iss="),
         "RFC 9207 iss is sent: {to_callback}"
     );
-    get(client, &to_callback).await
+    client.get(&to_callback).await
 }
 
 /// A full login as `user`; returns the forum's `/session/sso_login` URL the bridge sent back.
-async fn answer_for(demo: &RunningDemo, client: &reqwest::Client, user: &str) -> String {
+async fn answer_for(demo: &RunningDemo, client: &Browser, user: &str) -> String {
     let callback = login_at_idp(demo, client, ("user", user)).await;
     let to_forum = location(&callback);
     assert!(
@@ -174,8 +150,8 @@ fn field(page: &str, key: &str) -> Option<String> {
     (value != "<em>not sent</em>").then(|| value.to_owned())
 }
 
-async fn forum_page(demo: &RunningDemo, client: &reqwest::Client) -> String {
-    let page = get(client, &format!("{}/", demo.urls.forum)).await;
+async fn forum_page(demo: &RunningDemo, client: &Browser) -> String {
+    let page = client.get(format!("{}/", demo.urls.forum)).await;
     assert_eq!(page.status(), StatusCode::OK);
     page.text().await.unwrap()
 }
@@ -183,7 +159,7 @@ async fn forum_page(demo: &RunningDemo, client: &reqwest::Client) -> String {
 #[tokio::test]
 async fn a_login_ends_on_the_forum_page_showing_what_discourse_received() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
 
     let before = forum_page(&demo, &client).await;
     assert!(
@@ -193,8 +169,8 @@ async fn a_login_ends_on_the_forum_page_showing_what_discourse_received() {
     assert!(!before.contains("Discourse received"));
 
     let answer = answer_for(&demo, &client, "alice").await;
-    let accepted = get(&client, &answer).await;
-    assert_eq!(location(&accepted), "/");
+    let accepted = client.get(&answer).await;
+    assert_eq!(location_path(&accepted), "/");
 
     let page = forum_page(&demo, &client).await;
     assert!(page.contains("Discourse received"), "{page}");
@@ -219,7 +195,7 @@ async fn a_login_ends_on_the_forum_page_showing_what_discourse_received() {
     assert!(page.contains("the demo&#x27;s built-in mapping"), "{page}");
 
     // Discourse spends the nonce on first use: the same answer again is a 419.
-    let replay = get(&client, &answer).await;
+    let replay = client.get(&answer).await;
     assert_eq!(replay.status().as_u16(), 419);
     assert!(replay.text().await.unwrap().contains("timeout_expired"));
 
@@ -229,15 +205,15 @@ async fn a_login_ends_on_the_forum_page_showing_what_discourse_received() {
 #[tokio::test]
 async fn the_answer_only_counts_in_the_browser_that_started_the_login() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
     let answer = answer_for(&demo, &client, "bob").await;
 
-    let elsewhere = get(&browser(), &answer).await;
+    let elsewhere = Browser::new().get(&answer).await;
     assert_eq!(elsewhere.status().as_u16(), 419);
 
     // The attempt from elsewhere did not spend the nonce of the browser that owns it.
-    let accepted = get(&client, &answer).await;
-    assert_eq!(location(&accepted), "/");
+    let accepted = client.get(&answer).await;
+    assert_eq!(location_path(&accepted), "/");
     let page = forum_page(&demo, &client).await;
     assert_eq!(
         field(&page, "external_id").as_deref(),
@@ -256,22 +232,22 @@ async fn the_answer_only_counts_in_the_browser_that_started_the_login() {
 #[tokio::test]
 async fn a_tampered_answer_is_refused_with_422_and_spends_nothing() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
     let answer = answer_for(&demo, &client, "dave").await;
 
     let (base, sig) = answer.rsplit_once("&sig=").unwrap();
     let flipped = if sig.starts_with('0') { "1" } else { "0" };
     let tampered = format!("{base}&sig={flipped}{}", &sig[1..]);
-    let refused = get(&client, &tampered).await;
+    let refused = client.get(&tampered).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.text().await.unwrap().contains("signature_error"));
 
-    let missing = get(&client, base).await;
+    let missing = client.get(base).await;
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
 
     // Signature is checked before the nonce, so the genuine answer still works.
-    let accepted = get(&client, &answer).await;
-    assert_eq!(location(&accepted), "/");
+    let accepted = client.get(&answer).await;
+    assert_eq!(location_path(&accepted), "/");
     let page = forum_page(&demo, &client).await;
     assert_eq!(
         field(&page, "external_id").as_deref(),
@@ -284,7 +260,7 @@ async fn a_tampered_answer_is_refused_with_422_and_spends_nothing() {
 #[tokio::test]
 async fn an_unverified_email_is_refused_by_the_bridges_default_policy() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
 
     let callback = login_at_idp(&demo, &client, ("user", "carol")).await;
     assert_eq!(callback.status(), StatusCode::FORBIDDEN);
@@ -307,7 +283,7 @@ async fn an_unverified_email_is_refused_by_the_bridges_default_policy() {
 #[tokio::test]
 async fn cancelling_at_the_idp_ends_on_the_bridges_login_cancelled_page() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
 
     let callback = login_at_idp(&demo, &client, ("cancel", "1")).await;
     assert_eq!(callback.status(), StatusCode::FORBIDDEN);
@@ -319,15 +295,15 @@ async fn cancelling_at_the_idp_ends_on_the_bridges_login_cancelled_page() {
 #[tokio::test]
 async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
     let demo = RunningDemo::start().await;
-    let client = browser();
+    let client = Browser::new();
     let idp = &demo.urls.idp;
 
-    let discovery: serde_json::Value =
-        get(&client, &format!("{idp}/.well-known/openid-configuration"))
-            .await
-            .json()
-            .await
-            .unwrap();
+    let discovery: serde_json::Value = client
+        .get(format!("{idp}/.well-known/openid-configuration"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(discovery["issuer"], idp.as_str());
     assert_eq!(
         discovery["id_token_signing_alg_values_supported"],
@@ -342,7 +318,8 @@ async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
         format!("{idp}/end_session")
     );
 
-    let keys: serde_json::Value = get(&client, &format!("{idp}/jwks"))
+    let keys: serde_json::Value = client
+        .get(format!("{idp}/jwks"))
         .await
         .json()
         .await
@@ -353,6 +330,7 @@ async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
     assert!(key.get("d").is_none(), "no private part is published");
 
     let wrong_secret = client
+        .client()
         .post(format!("{idp}/token"))
         .basic_auth(DEMO_CLIENT_ID, Some("not-the-secret"))
         .form(&[("grant_type", "authorization_code"), ("code", "x")])
@@ -363,9 +341,8 @@ async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
     let error: serde_json::Value = wrong_secret.json().await.unwrap();
     assert_eq!(error["error"], "invalid_client");
 
-    let foreign_client = get(
-        &client,
-        &format!("{idp}/authorize?client_id=someone-else&redirect_uri=https%3A%2F%2Fevil.example%2F&response_type=code&scope=openid"),
+    let foreign_client = client.get(
+        format!("{idp}/authorize?client_id=someone-else&redirect_uri=https%3A%2F%2Fevil.example%2F&response_type=code&scope=openid"),
     )
     .await;
     assert_eq!(
@@ -374,7 +351,7 @@ async fn the_idp_publishes_discovery_and_keys_and_guards_its_token_endpoint() {
         "no redirect to an unregistered URI"
     );
 
-    let userinfo = get(&client, &format!("{idp}/userinfo")).await;
+    let userinfo = client.get(&format!("{idp}/userinfo")).await;
     assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
 
     demo.stop().await;
@@ -410,9 +387,9 @@ contact = "the forum team"
     let demo = RunningDemo::start_with(Some(&file)).await;
 
     // "activate": the unverified address is sent, with require_activation=true.
-    let client = browser();
+    let client = Browser::new();
     let answer = answer_for(&demo, &client, "carol").await;
-    assert_eq!(location(&get(&client, &answer).await), "/");
+    assert_eq!(location_path(&client.get(&answer).await), "/");
     let page = forum_page(&demo, &client).await;
     assert_eq!(
         field(&page, "external_id").as_deref(),
@@ -427,7 +404,7 @@ contact = "the forum team"
     );
 
     // allowed_groups: someone in no group is refused by the bridge, and the forum gets nothing.
-    let other = browser();
+    let other = Browser::new();
     let refused = login_at_idp(&demo, &other, ("user", "dave")).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let page = refused.text().await.unwrap();

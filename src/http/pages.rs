@@ -1,5 +1,6 @@
 //! HTML pages rendered with minijinja from the templates in `templates/`, embedded at build time
-//! so the binary is self-contained. Auto-escaping is on for every `.html` template.
+//! so the binary is self-contained. Auto-escaping is on for every `.html` template. The bridge's
+//! own pages are [`PRODUCTION_TEMPLATES`]; the demo brings its own set.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -12,28 +13,31 @@ pub struct Pages {
     env: Environment<'static>,
 }
 
-const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../templates/base.html")),
-    ("error.html", include_str!("../templates/error.html")),
+/// The page layout every page extends, by name and source.
+pub const BASE_TEMPLATE: (&str, &str) = ("base.html", include_str!("../../templates/base.html"));
+
+/// The bridge's own pages: the layout, the error page and the logout confirmation.
+pub const PRODUCTION_TEMPLATES: &[(&str, &str)] = &[
+    BASE_TEMPLATE,
+    ("error.html", include_str!("../../templates/error.html")),
     (
         "logged_out.html",
-        include_str!("../templates/logged_out.html"),
-    ),
-    (
-        "demo_forum.html",
-        include_str!("../templates/demo_forum.html"),
-    ),
-    (
-        "demo_idp_login.html",
-        include_str!("../templates/demo_idp_login.html"),
+        include_str!("../../templates/logged_out.html"),
     ),
 ];
 
 impl Pages {
-    /// Compiles every embedded template.
+    /// Compiles the bridge's own pages.
     pub fn new() -> Result<Self, minijinja::Error> {
+        Self::with_templates(PRODUCTION_TEMPLATES)
+    }
+
+    /// Compiles the given `(name, source)` templates.
+    pub fn with_templates(
+        templates: &[(&'static str, &'static str)],
+    ) -> Result<Self, minijinja::Error> {
         let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
+        for (name, source) in templates {
             env.add_template(name, source)?;
         }
         Ok(Self { env })

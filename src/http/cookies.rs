@@ -1,0 +1,261 @@
+//! Every cookie the bridge sets, built in one place with every flag (`HttpOnly`, `Secure` on
+//! https, `SameSite=Lax`, a path scoped to the route that reads it, `Max-Age`), and read back
+//! here (RFC 6265bis).
+//!
+//! All are tower-cookies private cookies (AES-256-GCM with the cookie name as associated data),
+//! keyed from `[session] secret` through HKDF so the DiscourseConnect secret is never reused:
+//! - `bridge_login_<state>`: the [`LoginInFlight`], one per attempt so two tabs logging in at
+//!   once keep separate cookies; sent only to the callback, removed there;
+//! - `bridge_session`: the random id of the server-side session record (the ID token for
+//!   `id_token_hint`; the token itself never goes into a cookie);
+//! - `bridge_logout_state`: the `state` of an RP-initiated logout, until `/logged-out`.
+
+use std::time::Duration;
+
+use hkdf::Hkdf;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use tower_cookies::cookie::SameSite;
+use tower_cookies::{Cookie, Cookies, Key};
+
+use crate::login::LoginInFlight;
+use crate::routes;
+
+/// Prefix of every login cookie; the rest of the name is the `state`.
+pub const LOGIN_COOKIE_PREFIX: &str = "bridge_login_";
+/// Attempts kept per browser; older abandoned ones are dropped when a new login starts.
+pub const MAX_ATTEMPTS_PER_BROWSER: usize = 4;
+/// Name of the bridge session cookie.
+pub const SESSION_COOKIE: &str = "bridge_session";
+/// Name of the cookie carrying the RP-initiated logout `state` to `/logged-out`.
+pub const LOGOUT_STATE_COOKIE: &str = "bridge_logout_state";
+
+/// The cookie key and the deployment's cookie attributes.
+#[derive(Clone)]
+pub struct BridgeCookies {
+    key: Key,
+    /// `Secure` when the public URL is https.
+    secure: bool,
+    /// `Max-Age` of the login and logout-state cookies: the login timeout.
+    login_max_age: Duration,
+}
+
+impl std::fmt::Debug for BridgeCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeCookies")
+            .field("key", &"[redacted]")
+            .field("secure", &self.secure)
+            .field("login_max_age", &self.login_max_age)
+            .finish()
+    }
+}
+
+/// Derives the 64-byte cookie key from the session secret (HKDF-SHA256, bridge-specific salt
+/// and info), so a passphrase-like secret still yields a uniform key.
+pub fn derive_cookie_key(secret: &SecretString) -> Result<Key, hkdf::InvalidLength> {
+    let hk = Hkdf::<Sha256>::new(
+        Some(b"discourse-oidc-bridge/session"),
+        secret.expose_secret().as_bytes(),
+    );
+    let mut okm = [0u8; 64];
+    hk.expand(b"cookie-key/v1", &mut okm)?;
+    Ok(Key::from(&okm))
+}
+
+impl BridgeCookies {
+    /// Cookies keyed from `secret`; `secure` when served over https; login cookies live
+    /// `login_timeout`.
+    pub fn new(
+        secret: &SecretString,
+        secure: bool,
+        login_timeout: Duration,
+    ) -> Result<Self, hkdf::InvalidLength> {
+        Ok(Self {
+            key: derive_cookie_key(secret)?,
+            secure,
+            login_max_age: login_timeout,
+        })
+    }
+
+    /// Whether cookies (and so the whole bridge) are served over https.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The login cookie's name for a given `state`.
+    pub fn login_cookie_name(state: &str) -> String {
+        format!("{LOGIN_COOKIE_PREFIX}{state}")
+    }
+
+    /// Stores a new login attempt, dropping the oldest ones past [`MAX_ATTEMPTS_PER_BROWSER`].
+    pub fn store_login(&self, cookies: &Cookies, login: &LoginInFlight) {
+        let private = cookies.private(&self.key);
+        let mut existing: Vec<(String, i64)> = cookies
+            .list()
+            .into_iter()
+            .filter(|c| c.name().starts_with(LOGIN_COOKIE_PREFIX))
+            .map(|c| {
+                let name = c.name().to_owned();
+                let created = private
+                    .get(&name)
+                    .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok())
+                    .map_or(i64::MIN, |l| l.created_at);
+                (name, created)
+            })
+            .collect();
+        if existing.len() >= MAX_ATTEMPTS_PER_BROWSER {
+            existing.sort_by_key(|(_, created)| *created);
+            let excess = existing.len() + 1 - MAX_ATTEMPTS_PER_BROWSER;
+            for (name, _) in existing.into_iter().take(excess) {
+                cookies.remove(removal(name, routes::CALLBACK));
+            }
+        }
+        let Ok(value) = serde_json::to_string(login) else {
+            return;
+        };
+        let name = Self::login_cookie_name(&login.state);
+        private.add(self.build(name, value, routes::CALLBACK, self.login_max_age));
+    }
+
+    /// Takes the login attempt for `state` out of the browser: returns it (if the cookie exists,
+    /// decrypts, parses and carries that exact state) and always removes the cookie.
+    pub fn take_login(&self, cookies: &Cookies, state: &str) -> Option<LoginInFlight> {
+        let name = Self::login_cookie_name(state);
+        let login = cookies
+            .private(&self.key)
+            .get(&name)
+            .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok());
+        if cookies.get(&name).is_some() {
+            cookies.remove(removal(name, routes::CALLBACK));
+        }
+        login.filter(|l| l.state_matches(state))
+    }
+
+    /// Sets the bridge session cookie (site-wide path, so `/logout` receives it).
+    pub fn set_session(&self, cookies: &Cookies, id: &str, lifetime: Duration) {
+        let cookie = self.build(SESSION_COOKIE.to_owned(), id.to_owned(), "/", lifetime);
+        cookies.private(&self.key).add(cookie);
+    }
+
+    /// Takes the bridge session id out of the browser (the cookie is removed).
+    pub fn take_session(&self, cookies: &Cookies) -> Option<String> {
+        self.take(cookies, SESSION_COOKIE, "/")
+    }
+
+    /// Remembers the `state` sent with an RP-initiated logout until the IdP sends the browser
+    /// back.
+    pub fn set_logout_state(&self, cookies: &Cookies, state: &str) {
+        let cookie = self.build(
+            LOGOUT_STATE_COOKIE.to_owned(),
+            state.to_owned(),
+            routes::LOGGED_OUT,
+            self.login_max_age,
+        );
+        cookies.private(&self.key).add(cookie);
+    }
+
+    /// Takes the logout `state` out of the browser (the cookie is removed).
+    pub fn take_logout_state(&self, cookies: &Cookies) -> Option<String> {
+        self.take(cookies, LOGOUT_STATE_COOKIE, routes::LOGGED_OUT)
+    }
+
+    fn take(&self, cookies: &Cookies, name: &'static str, path: &'static str) -> Option<String> {
+        let value = cookies
+            .private(&self.key)
+            .get(name)
+            .map(|c| c.value().to_owned());
+        if cookies.get(name).is_some() {
+            cookies.remove(removal(name.to_owned(), path));
+        }
+        value
+    }
+
+    /// The one cookie builder: every flag, every time.
+    fn build(
+        &self,
+        name: String,
+        value: String,
+        path: &'static str,
+        max_age: Duration,
+    ) -> Cookie<'static> {
+        Cookie::build((name, value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .path(path)
+            .max_age(tower_cookies::cookie::time::Duration::seconds(
+                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .build()
+    }
+}
+
+/// The cookie that removes `name` (its path must match the one it was set with).
+fn removal(name: String, path: &'static str) -> Cookie<'static> {
+    Cookie::build((name, "")).path(path).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jar() -> BridgeCookies {
+        BridgeCookies::new(
+            &SecretString::from("s".repeat(32)),
+            true,
+            Duration::from_secs(600),
+        )
+        .unwrap()
+    }
+
+    fn sample(state: &str, created_at: i64) -> LoginInFlight {
+        LoginInFlight {
+            discourse_nonce: "n".into(),
+            return_sso_url: "https://forum.example.com/session/sso_login".into(),
+            state: state.into(),
+            oidc_nonce: "o".into(),
+            pkce_verifier: "v".into(),
+            created_at,
+        }
+    }
+
+    #[test]
+    fn cookie_key_depends_on_the_secret() {
+        let a = derive_cookie_key(&SecretString::from("a".repeat(32))).unwrap();
+        let b = derive_cookie_key(&SecretString::from("b".repeat(32))).unwrap();
+        assert_ne!(a.master(), b.master());
+        let a2 = derive_cookie_key(&SecretString::from("a".repeat(32))).unwrap();
+        assert_eq!(a.master(), a2.master());
+    }
+
+    #[test]
+    fn every_cookie_carries_every_flag() {
+        let jar = jar();
+        let cookies = Cookies::default();
+        jar.store_login(&cookies, &sample("st", 1));
+        jar.set_session(&cookies, "id", Duration::from_secs(60));
+        jar.set_logout_state(&cookies, "ls");
+        for (name, path) in [
+            ("bridge_login_st", routes::CALLBACK),
+            (SESSION_COOKIE, "/"),
+            (LOGOUT_STATE_COOKIE, routes::LOGGED_OUT),
+        ] {
+            let cookie = cookies.get(name).unwrap();
+            assert_eq!(cookie.http_only(), Some(true), "{name}");
+            assert_eq!(cookie.secure(), Some(true), "{name}");
+            assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{name}");
+            assert_eq!(cookie.path(), Some(path), "{name}");
+            assert!(cookie.max_age().is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_login_is_taken_once_and_only_for_its_state() {
+        let jar = jar();
+        let cookies = Cookies::default();
+        let login = sample("state-1", 5);
+        jar.store_login(&cookies, &login);
+        assert_eq!(jar.take_login(&cookies, "state-2"), None);
+        assert_eq!(jar.take_login(&cookies, "state-1"), Some(login));
+    }
+}
