@@ -18,7 +18,8 @@
     clippy::print_stdout
 )]
 
-mod support;
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use tower_cookies::{Cookie, Cookies};
 
-use support::cpu_time::{CpuCriterion, cpu_criterion, cpu_group};
+use cpu_time::{CpuCriterion, cpu_criterion, cpu_group};
 
 const CONNECT_SECRET: &str = "discourse-connect-secret-for-benchmarks";
 const RETURN_SSO_URL: &str = "https://forum.example.com/session/sso_login";

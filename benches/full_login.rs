@@ -64,7 +64,7 @@ use url::Url;
 
 use support::{
     BaselineProcess, BridgeProcess, BridgeSettings, CLIENT_ID, CLIENT_SECRET, CONNECT_SECRET,
-    CpuReading, check_signed_sso_query, clock_ticks_per_second, env_number, free_port, median,
+    CpuReading, check_signed_sso_query, clock_ticks_per_second, env_number, free_port,
     smoke_test_mode, ticks_to_seconds, work_dir,
 };
 
@@ -754,4 +754,14 @@ struct Server {
     name: &'static str,
     pid: u32,
     sites: Arc<Sites>,
+}
+
+/// The median of some samples (sorts them in place).
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    match samples.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => samples[n / 2],
+        n => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
+    }
 }

@@ -18,7 +18,8 @@
     clippy::print_stdout
 )]
 
-mod support;
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +32,7 @@ use discourse_oidc_bridge::store::{
 use redb::{Builder, ConcurrencyMode, Database, Durability, ReadableTable, TableDefinition};
 use serde_json::json;
 
-use support::cpu_time::{CpuCriterion, cpu_criterion, cpu_group};
+use cpu_time::{CpuCriterion, cpu_criterion, cpu_group};
 
 const ISSUER: &str = "https://sso.example.com/realms/acme";
 
@@ -126,7 +127,7 @@ fn bench_store(c: &mut CpuCriterion) {
     let now = Utc::now();
     let mut group = cpu_group(c, "store_one_login");
 
-    let dir = support::work_dir("store-bench-");
+    let dir = work_dir();
     let store = RedbStore::open(dir.path()).unwrap();
     let mut n = 0u64;
     group.bench_function("bridge_store_two_transactions_multi_writer", |b| {
@@ -145,7 +146,7 @@ fn bench_store(c: &mut CpuCriterion) {
         ("bridge_record_logins_batch_of_1", 1u64),
         ("bridge_record_logins_batch_of_30", 30u64),
     ] {
-        let dir = support::work_dir("store-bench-");
+        let dir = work_dir();
         let store = RedbStore::open(dir.path()).unwrap();
         let mut n = 0u64;
         group.bench_function(name, |b| {
@@ -184,7 +185,7 @@ fn bench_store(c: &mut CpuCriterion) {
             Durability::None,
         ),
     ] {
-        let dir = support::work_dir("store-bench-");
+        let dir = work_dir();
         let db = open_raw(dir.path(), mode);
         let mut n = 0u64;
         group.bench_function(name, |b| {
@@ -204,3 +205,11 @@ criterion_group!(
     targets = bench_store
 );
 criterion_main!(benches);
+
+/// A fresh directory for one store, removed when dropped.
+fn work_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("store-bench-")
+        .tempdir()
+        .expect("temporary directory")
+}

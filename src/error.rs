@@ -8,14 +8,13 @@
 //! keeps the cause (which may name internal details) out of the page. [`AppError::describe`] is
 //! the one place that says, per error, the status, the reason and what the page shows.
 
-use std::fmt;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::discourse::connect::ConnectError;
 use crate::mapping::Denial;
 use crate::oidc::provider::{BoxError, ProviderError};
+use crate::telemetry::Chain;
 
 /// Everything that can go wrong while handling a browser request.
 #[derive(Debug, thiserror::Error)]
@@ -247,23 +246,6 @@ impl IntoResponse for AppError {
         let mut response = page.status.into_response();
         response.extensions_mut().insert(page);
         response
-    }
-}
-
-/// Displays an error followed by each of its sources, `error: source: source ...`, for one log
-/// field (the `tracing` formatter shows only the error's own message).
-#[derive(Debug)]
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }
 

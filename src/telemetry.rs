@@ -8,6 +8,8 @@
 //! never waits for a slow log pipe (unless [`LOG_QUEUE_LINES`] lines are already waiting, when
 //! logging blocks rather than dropping lines). Dropping the [`LogGuard`] writes out the rest.
 
+use std::fmt;
+
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -86,4 +88,21 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
             Some(handle)
         })
         .clone()
+}
+
+/// Displays an error followed by each of its sources, `error: source: source ...`, for one log
+/// field (the `tracing` formatter shows only the error's own message).
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }

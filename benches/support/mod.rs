@@ -1,11 +1,7 @@
 //! Shared pieces of the benchmarks: CPU accounting of another process from `/proc/PID/stat`
 //! (proc(5)), free loopback ports, the bridge's release binary started as a separate `serve`
-//! process with a generated configuration, and criterion's CPU-time measurement (`cpu_time`).
-
-// Each benchmark binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
-
-pub mod cpu_time;
+//! process with a generated configuration. `entry_hop` and `full_login` use it; `codec` and
+//! `store` include only `cpu_time.rs` (criterion's CPU-time measurement).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -327,14 +323,4 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-/// The median of some samples (sorts them in place).
-pub fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    match samples.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => samples[n / 2],
-        n => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
-    }
 }

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
 /// The longest `sso` text accepted. Discourse's own request is about 150 bytes and a generous
 /// answer a few hundred; the limit only stops oversized input before it is hashed and decoded.
@@ -139,18 +139,14 @@ impl ConnectSecret {
     }
 }
 
-/// Keys HMAC-SHA256 through the block-sized key of RFC 2104 §2 (a longer secret is hashed
-/// first, a shorter one zero-padded), so that keying has no error path: `new_from_slice`
-/// returns a `Result` even though HMAC accepts keys of any length.
+/// Keys HMAC-SHA256 with the secret's bytes. RFC 2104 §2 takes keys of every length, and so
+/// does the `hmac` crate: `new_from_slice` hashes a key longer than a block and pads a shorter
+/// one. Its `Result` comes from the `KeyInit` trait, whose error only fixed-size keys can hit.
 fn keyed_hmac(secret: &[u8]) -> Hmac<Sha256> {
-    let mut block_key = hmac::digest::Key::<Hmac<Sha256>>::default();
-    if secret.len() > block_key.len() {
-        let digest = Sha256::digest(secret);
-        block_key[..digest.len()].copy_from_slice(&digest);
-    } else {
-        block_key[..secret.len()].copy_from_slice(secret);
+    match <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
     }
-    <Hmac<Sha256> as Mac>::new(&block_key)
 }
 
 /// Every payload key Discourse reads from a provider's answer, in the order Discourse itself

@@ -9,10 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_cookies::Cookies;
 
-use crate::error::{AppError, Chain};
+use crate::error::AppError;
 use crate::http::found;
 use crate::http::state::AppState;
 use crate::logout::{BackchannelError, LogoutStart};
+use crate::telemetry::Chain;
 
 /// `POST /backchannel-logout`: accept the form's logout token and answer `200 {}`.
 pub async fn backchannel(

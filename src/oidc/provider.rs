@@ -135,7 +135,7 @@ impl ProviderSlot {
                 }
                 Err(e) => {
                     tracing::warn!(
-                        error = %crate::error::Chain(&e),
+                        error = %crate::telemetry::Chain(&e),
                         retry_in = ?delay,
                         "discovery failed"
                     );

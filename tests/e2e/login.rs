@@ -1,7 +1,7 @@
 //! The login end to end, through the real OpenID provider: forum → bridge → IdP → bridge →
 //! forum, and every way it must refuse, each time checking that nothing reached the forum.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -323,14 +323,11 @@ async fn a_hanging_idp_gives_a_502_within_the_configured_timeout() {
     let browser = Browser::new();
     let authorize = start_login(&s, &browser).await;
     let callback = browser.login_at_idp(&authorize, "alice").await;
+    // The OP holds the token request for 20 s; the browser gives up after 15 s. A 502 can
+    // only come from the bridge's own 2 s `http_timeout`: no clock is read here.
     s.idp.delay_next("/token", Duration::from_secs(20)).await;
-    let started = Instant::now();
     let resp = finish_at_bridge(&browser, &callback).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "bounded by http_timeout"
-    );
     assert!(s.forum.logins().is_empty());
 }
 
