@@ -339,6 +339,7 @@ fn bench_login_cookie(c: &mut CpuCriterion) {
         &SecretString::from("session-secret-for-benchmarks-0123456789abcdef"),
         true,
         Duration::from_secs(600),
+        "",
     )
     .unwrap();
     // Sizes as the bridge makes them: 16 random bytes in base64url for state and nonce, a

@@ -40,14 +40,15 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often the Prometheus recorder's histograms are maintained.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Builds the shared HTTP client: bounded timeouts, no redirects (SSRF and token leakage).
+/// Builds a plain outbound HTTP client: bounded timeouts, no redirects (SSRF and token
+/// leakage), the built-in roots, the environment's proxy. The running bridge uses
+/// [`Config::idp_outbound`] and [`Config::discourse_outbound`] instead.
 pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("discourse-oidc-bridge/", env!("CARGO_PKG_VERSION")))
-        .build()
+    crate::outbound::OutboundSettings {
+        timeout,
+        ..Default::default()
+    }
+    .client()
 }
 
 /// A bound, not yet serving bridge. Binding first lets callers (tests, `demo`) learn the port.
@@ -79,11 +80,19 @@ impl Application {
 
     /// Like [`Application::with_listener`], reading the time of every request from `clock`.
     pub fn with_clock(config: Config, listener: TcpListener, clock: Clock) -> anyhow::Result<Self> {
-        let http = http_client(config.oidc.http_timeout).context("building the HTTP client")?;
+        let http = config
+            .idp_outbound()
+            .client()
+            .context("building the HTTP client for the identity provider")?;
+        let discourse_http = config
+            .discourse_outbound()
+            .client()
+            .context("building the HTTP client for Discourse")?;
         let cookies = BridgeCookies::new(
             &config.session.secret,
             config.server.public_url.scheme() == "https",
             config.session.login_timeout,
+            &config.server.path_prefix,
         )
         .map_err(|_| anyhow::anyhow!("deriving the cookie key"))?;
         let store: Arc<dyn LogoutStore> =
@@ -94,7 +103,7 @@ impl Application {
             Relay::new(
                 store.clone(),
                 DiscourseApi::new(
-                    http.clone(),
+                    discourse_http,
                     config.discourse.url.clone(),
                     key.clone(),
                     username.to_owned(),

@@ -29,7 +29,13 @@ pub enum Command {
     /// Run the bridge (HTTP server) until SIGTERM or Ctrl-C.
     Serve,
     /// Validate the configuration: print every problem and exit 1, or print OK and warnings.
-    Check,
+    Check {
+        /// Also reach the identity provider (discovery, keys, client authentication method and
+        /// algorithm) and the forum, and report certificate and connection problems; changes
+        /// nothing.
+        #[arg(long)]
+        online: bool,
+    },
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
     /// With --config, only that file's [mapping], [groups] and [access] sections are used.
@@ -145,7 +151,11 @@ pub fn run(mut cli: Cli) -> ExitCode {
         cli.config = None;
     }
     match cli.command {
-        Command::Check => check(cli.config),
+        Command::Check { online: false } => check(cli.config),
+        Command::Check { online: true } => match check(cli.config.clone()) {
+            code if code == ExitCode::SUCCESS => with_runtime(check_online(cli.config)),
+            code => code,
+        },
         Command::Serve => with_runtime(serve(cli.config)),
         #[cfg(feature = "demo")]
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
@@ -188,6 +198,80 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     write_out(&report);
     if !report.ends_with('\n') {
         write_out("\n");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `check --online`: discovery at the IdP through the configured trust, proxy and client
+/// credentials (which also chooses the `private_key_jwt` algorithm), and a request to the
+/// forum's `/srv/status`. Prints one line per peer; exit 1 when one cannot be used.
+async fn check_online(path: Option<PathBuf>) -> ExitCode {
+    let Ok(config) = load_or_report(path.as_deref()) else {
+        return ExitCode::from(2);
+    };
+    let mut ok = true;
+    match config.idp_outbound().client() {
+        Ok(http) => {
+            match crate::oidc::provider::Provider::discover(
+                http,
+                &config.oidc,
+                &config.logout,
+                &config.callback_url(),
+            )
+            .await
+            {
+                Ok(provider) => {
+                    let mut line = format!(
+                        "identity provider: OK, {} (token_auth_method {})",
+                        provider.issuer().as_str(),
+                        config.oidc.token_auth_method.as_str()
+                    );
+                    if let Some(alg) = provider.assertion_alg() {
+                        line.push_str(&format!(", client assertions signed with {alg}"));
+                    }
+                    write_out(&format!("{line}\n"));
+                }
+                Err(e) => {
+                    ok = false;
+                    let problem =
+                        crate::outbound::describe(&e, &config.oidc.issuer, "oidc.ca_file");
+                    write_out(&format!("identity provider: {problem}\n"));
+                }
+            }
+        }
+        Err(e) => {
+            ok = false;
+            write_out(&format!(
+                "identity provider: cannot build the HTTP client: {e}\n"
+            ));
+        }
+    }
+    let mut status = config.discourse.url.clone();
+    let prefix = status.path().trim_end_matches('/').to_owned();
+    status.set_path(&format!("{prefix}/srv/status"));
+    match config.discourse_outbound().client() {
+        Ok(http) => match http.get(status.clone()).send().await {
+            Ok(response) if response.status().is_success() => {
+                write_out(&format!("forum: OK, {status}\n"));
+            }
+            Ok(response) => {
+                ok = false;
+                write_out(&format!("forum: {status} answered {}\n", response.status()));
+            }
+            Err(e) => {
+                ok = false;
+                let problem = crate::outbound::describe(&e, &status, "discourse.ca_file");
+                write_out(&format!("forum: {problem}\n"));
+            }
+        },
+        Err(e) => {
+            ok = false;
+            write_out(&format!("forum: cannot build the HTTP client: {e}\n"));
+        }
     }
     if ok {
         ExitCode::SUCCESS
@@ -258,7 +342,7 @@ fn admin_api(config: &config::Config) -> Result<crate::discourse::api::Discourse
         write_err("discourse.api_key and discourse.api_username must be set for this command\n");
         return Err(ExitCode::from(2));
     };
-    let http = crate::app::http_client(config.oidc.http_timeout).map_err(|e| {
+    let http = config.discourse_outbound().client().map_err(|e| {
         write_err(&format!("cannot build the HTTP client: {e}\n"));
         ExitCode::FAILURE
     })?;

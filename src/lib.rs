@@ -24,6 +24,7 @@ pub mod logout;
 pub mod mapping;
 pub mod metrics_catalog;
 pub mod oidc;
+pub mod outbound;
 pub mod problem;
 pub mod relay;
 pub mod routes;

@@ -301,7 +301,7 @@ fn three_mistakes_in_a_file_fail_check() {
     let text = VALID
         .replace(
             "https://login.example.com",
-            "https://login.example.com/bridge",
+            "https://login.example.com/bri%20dge",
         )
         .replace("\"bridge\"", "\"\"")
         .replace("[session]", "[session]\nlogin_timeout = \"ten minutes\"");
@@ -309,7 +309,11 @@ fn three_mistakes_in_a_file_fail_check() {
     let result = load_from(Some(file.path()), no_env());
     let lines = problems(result);
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines[0].starts_with("server.public_url: must not have a path (found /bridge)"));
+    assert!(
+        lines[0].starts_with("server.public_url: has the path /bri%20dge, which may only consist"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].starts_with("oidc.client_id: is required"));
     assert!(lines[1].contains("BRIDGE_OIDC__CLIENT_ID"));
     assert!(lines[2].starts_with("session.login_timeout: \"ten minutes\" is not a duration"));
@@ -717,10 +721,10 @@ fn secrets_never_appear_in_debug_output_or_problems() {
 
 #[test]
 fn cross_key_rules_are_enforced() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 14] = [
         (
             &[("BRIDGE_OIDC__CLIENT_SECRET", "")],
-            "oidc.client_secret: is required unless oidc.token_auth_method = \"none\"",
+            "oidc.client_secret: is required unless oidc.token_auth_method is \"private_key_jwt\"",
         ),
         (
             &[("BRIDGE_DISCOURSE__API_KEY", "admin-key")],
@@ -748,6 +752,40 @@ fn cross_key_rules_are_enforced() {
         (
             &[("BRIDGE_LIMITS__REQUEST_TIMEOUT", "5s")],
             "limits.request_timeout: 5s must be longer than oidc.http_timeout (10s)",
+        ),
+        (
+            &[("BRIDGE_OIDC__TOKEN_AUTH_METHOD", "private_key_jwt")],
+            "oidc.client_key_file: is required with oidc.token_auth_method = \"private_key_jwt\"",
+        ),
+        (
+            &[
+                ("BRIDGE_OIDC__TOKEN_AUTH_METHOD", "tls_client_auth"),
+                ("BRIDGE_OIDC__CLIENT_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "oidc.client_cert_file: is required with oidc.token_auth_method = \"tls_client_auth\"",
+        ),
+        (
+            &[("BRIDGE_OIDC__CLIENT_KEY_FILE", "/nonexistent/key.pem")],
+            "oidc.token_auth_method: is \"auto\", which uses neither",
+        ),
+        (
+            &[("BRIDGE_OIDC__CA_FILE", "/nonexistent/ca.pem")],
+            "oidc.ca_file: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            &[("BRIDGE_SERVER__TRUST_STORE", "windows")],
+            "server.trust_store: `windows` is not one of: builtin, os",
+        ),
+        (
+            &[("BRIDGE_SERVER__OUTBOUND_PROXY", "socks5://proxy:1080")],
+            "server.outbound_proxy: SOCKS proxies are not supported",
+        ),
+        (
+            &[(
+                "BRIDGE_DISCOURSE__URL",
+                "https://forum.example.com/forum/../x",
+            )],
+            "discourse.url: has the path /x",
         ),
     ];
     for (variables, expected) in cases {

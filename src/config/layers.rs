@@ -711,7 +711,7 @@ mod tests {
         deserialize(file, &mut problems);
         assert_eq!(
             problems[0].to_string(),
-            "oidc.token_auth_method: `basic` is not one of: auto, client_secret_basic, client_secret_post, none"
+            "oidc.token_auth_method: `basic` is not one of: auto, client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none"
         );
     }
 

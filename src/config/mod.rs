@@ -42,7 +42,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use rustls_pki_types::CertificateDer;
+
 use crate::mapping::Mapper;
+use crate::oidc::client_auth::ClientKey;
+use crate::outbound::{ClientIdentity, OutboundSettings};
 use crate::routes;
 
 pub use crate::problem::ConfigProblem;
@@ -96,20 +100,43 @@ pub struct ServerConfig {
     /// Address the HTTP server binds (default `0.0.0.0:8080`, all interfaces, because the bridge
     /// usually runs in a container).
     pub listen: SocketAddr,
-    /// The bridge's own public base URL; fixes every URL it hands out. An origin only: its path is
-    /// always `/` (a `Url` cannot have an empty one), so build URLs with
-    /// [`Config::callback_url`] and friends rather than by string concatenation.
+    /// The bridge's own public base URL; fixes every URL it hands out. An origin, optionally with
+    /// a path prefix (`https://example.com/login`, stored without a trailing slash; the root is
+    /// `/`). Build URLs with [`Config::callback_url`] and friends rather than by string
+    /// concatenation.
     pub public_url: Url,
+    /// The path prefix of `public_url` without a trailing slash: `""` at the root, else e.g.
+    /// `"/login"`. Routes are served under it and cookie paths carry it.
+    pub path_prefix: String,
     /// Proxies whose `X-Forwarded-*` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Optional separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Proxy for every outbound request (IdP and Discourse); `None` follows the `HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` environment variables. `NO_PROXY` applies either way.
+    pub outbound_proxy: Option<Url>,
+    /// Which certificate authorities outgoing HTTPS trusts before any `ca_file`.
+    pub trust_store: TrustStore,
+    /// The operating system's certificates, loaded once when `trust_store` is `os`.
+    pub os_roots: Vec<CertificateDer<'static>>,
+}
+
+/// The base list of trusted certificate authorities (`server.trust_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustStore {
+    /// The Mozilla root list built into the binary (webpki-roots).
+    Builtin,
+    /// The operating system's store instead (rustls-native-certs: `/etc/ssl/certs` on Linux, or
+    /// the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    Os,
 }
 
 /// `[discourse]`
 #[derive(Debug, Clone)]
 pub struct DiscourseConfig {
-    /// The forum's base URL: an origin only, path always `/` (subfolder installs are rejected).
+    /// The forum's base URL: an origin, optionally with the subfolder Discourse is installed in
+    /// (`https://example.com/forum`, stored without a trailing slash; the root is `/`).
     pub url: Url,
     /// The `discourse_connect_secret` (at least 10 characters, as Discourse requires).
     pub connect_secret: SecretString,
@@ -117,6 +144,8 @@ pub struct DiscourseConfig {
     pub api_key: Option<SecretString>,
     /// The user admin API calls are made as; set exactly when `api_key` is.
     pub api_username: Option<String>,
+    /// Certificate authorities trusted for the forum besides the built-in roots (`ca_file`).
+    pub ca_certs: Vec<CertificateDer<'static>>,
 }
 
 impl DiscourseConfig {
@@ -127,7 +156,8 @@ impl DiscourseConfig {
 }
 
 /// How the bridge authenticates to the IdP's token endpoint (`oidc.token_auth_method`:
-/// `auto`, `client_secret_basic`, `client_secret_post` or `none`).
+/// `auto`, `client_secret_basic`, `client_secret_post`, `private_key_jwt`, `tls_client_auth` or
+/// `none`; OpenID Connect Core §9, RFC 8705 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
@@ -136,8 +166,36 @@ pub enum TokenAuthMethod {
     Auto,
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with `client_key_file` (RFC 7523); no secret.
+    PrivateKeyJwt,
+    /// Mutual TLS with `client_cert_file` + `client_key_file` (RFC 8705 §2.1.1); no secret.
+    TlsClientAuth,
     /// Public client: PKCE only.
     None,
+}
+
+impl TokenAuthMethod {
+    /// Whether the method sends `client_secret` (the automatic choice always does).
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            TokenAuthMethod::Auto
+                | TokenAuthMethod::ClientSecretBasic
+                | TokenAuthMethod::ClientSecretPost
+        )
+    }
+
+    /// The name used in configuration and discovery.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAuthMethod::Auto => "auto",
+            TokenAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenAuthMethod::ClientSecretPost => "client_secret_post",
+            TokenAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            TokenAuthMethod::TlsClientAuth => "tls_client_auth",
+            TokenAuthMethod::None => "none",
+        }
+    }
 }
 
 /// When the userinfo endpoint is called after a login (`oidc.userinfo`: `true`, `false` or
@@ -209,7 +267,7 @@ pub struct OidcConfig {
     /// Keycloak does not), so this is the form to build `IssuerUrl` from and compare with.
     pub issuer_exact: String,
     pub client_id: String,
-    /// Present unless `token_auth_method` is `none` (validation requires it otherwise).
+    /// Present when `token_auth_method` sends it (validation requires it then).
     pub client_secret: Option<SecretString>,
     /// Requested scopes, `openid` always among them, without duplicates.
     pub scopes: Vec<String>,
@@ -225,6 +283,12 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
     /// Minimum time between two JWKS refetches triggered by an unknown `kid`.
     pub jwks_min_refresh_interval: Duration,
+    /// Certificate authorities trusted for the IdP besides the built-in roots (`ca_file`).
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// The `private_key_jwt` signing key (`client_key_file`, `client_key_id`).
+    pub client_key: Option<ClientKey>,
+    /// The `tls_client_auth` certificate and key (`client_cert_file`, `client_key_file`).
+    pub client_identity: Option<ClientIdentity>,
 }
 
 /// `[session]`
@@ -491,27 +555,46 @@ impl Config {
         self.public_path(routes::LOGGED_OUT)
     }
 
-    /// Discourse's DiscourseConnect endpoint, the forum origin + `/session/sso_login`. A received
-    /// `return_sso_url` must point here; compare parsed URLs (origin and path), not string
-    /// prefixes, so that `.../sso_login.evil` or another port cannot pass.
+    /// Discourse's DiscourseConnect endpoint, the forum URL (subfolder included) +
+    /// `/session/sso_login`. A received `return_sso_url` must point here; compare parsed URLs
+    /// (origin and path), not string prefixes, so that `.../sso_login.evil`, `/forum2/...` or
+    /// another port cannot pass.
     pub fn sso_login_prefix(&self) -> Url {
-        let mut url = self.discourse.url.clone();
-        url.set_path(routes::DISCOURSE_SSO_LOGIN);
-        url
+        under(&self.discourse.url, routes::DISCOURSE_SSO_LOGIN)
     }
 
-    /// Where error pages send the user back: the forum's own login start, the forum origin +
+    /// Where error pages send the user back: the forum's own login start, the forum URL +
     /// `/session/sso`.
     pub fn forum_login_url(&self) -> Url {
-        let mut url = self.discourse.url.clone();
-        url.set_path(routes::DISCOURSE_SSO);
-        url
+        under(&self.discourse.url, routes::DISCOURSE_SSO)
     }
 
     fn public_path(&self, path: &str) -> Url {
-        let mut url = self.server.public_url.clone();
-        url.set_path(path);
-        url
+        under(&self.server.public_url, path)
+    }
+
+    /// How requests to the IdP are made: `oidc.ca_file`, the `tls_client_auth` identity,
+    /// `oidc.http_timeout`, the proxy.
+    pub fn idp_outbound(&self) -> OutboundSettings {
+        OutboundSettings {
+            timeout: self.oidc.http_timeout,
+            builtin_roots: self.server.trust_store == TrustStore::Builtin,
+            extra_roots: [&self.server.os_roots[..], &self.oidc.ca_certs[..]].concat(),
+            identity: self.oidc.client_identity.clone(),
+            proxy: self.server.outbound_proxy.clone(),
+        }
+    }
+
+    /// How requests to Discourse's admin API are made: `discourse.ca_file`, the proxy, the
+    /// same timeout as the IdP's.
+    pub fn discourse_outbound(&self) -> OutboundSettings {
+        OutboundSettings {
+            timeout: self.oidc.http_timeout,
+            builtin_roots: self.server.trust_store == TrustStore::Builtin,
+            extra_roots: [&self.server.os_roots[..], &self.discourse.ca_certs[..]].concat(),
+            identity: None,
+            proxy: self.server.outbound_proxy.clone(),
+        }
     }
 
     /// Things that are allowed but probably wrong, for `check` and the startup log.
@@ -555,12 +638,11 @@ impl Config {
                     .to_owned(),
             );
         }
-        if self.oidc.token_auth_method == TokenAuthMethod::None && self.oidc.client_secret.is_some()
-        {
-            warnings.push(
-                "oidc.client_secret is set but oidc.token_auth_method = \"none\" never sends it"
-                    .to_owned(),
-            );
+        if !self.oidc.token_auth_method.uses_secret() && self.oidc.client_secret.is_some() {
+            warnings.push(format!(
+                "oidc.client_secret is set but oidc.token_auth_method = \"{}\" never sends it",
+                self.oidc.token_auth_method.as_str()
+            ));
         }
         if self.oidc.clock_skew > SKEW_WARNING_THRESHOLD {
             warnings.push(format!(
@@ -586,6 +668,15 @@ impl Config {
     }
 }
 
+/// `base` (path stored without a trailing slash, or `/`) with `path` (starting with `/`)
+/// appended.
+fn under(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    url
+}
+
 /// The text `check` prints and whether the configuration is usable: `OK` with the source and
 /// any warnings, or one line per problem.
 pub fn check_report(result: &Result<Config, ConfigErrors>) -> (String, bool) {
@@ -599,6 +690,20 @@ pub fn check_report(result: &Result<Config, ConfigErrors>) -> (String, bool) {
                 "OK: {source} (config identity {})",
                 config.source.identity()
             );
+            if let Some(key) = &config.oidc.client_key {
+                let mut jwk = key.public_jwk.clone();
+                if let Some(fields) = jwk.as_object_mut() {
+                    fields.insert("kid".to_owned(), key.kid.clone().into());
+                    fields.insert("use".to_owned(), "sig".into());
+                }
+                report.push_str(&format!(
+                    "\ninfo: private_key_jwt signs with the {:?} key of oidc.client_key_file, kid \
+                     \"{}\"; its public JWK for the identity provider: {}",
+                    key.kind(),
+                    key.kid,
+                    serde_json::json!({ "keys": [jwk] })
+                ));
+            }
             for warning in config.warnings() {
                 report.push_str("\nwarning: ");
                 report.push_str(&warning);

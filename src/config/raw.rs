@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{LogFormat, TokenAuthMethod, UserinfoMode};
+use super::{LogFormat, TokenAuthMethod, TrustStore, UserinfoMode};
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 /// The whole file. Every section may be left out; required keys are reported by validation so
@@ -40,6 +40,8 @@ pub(crate) struct RawServer {
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
+    pub(crate) outbound_proxy: Option<String>,
+    pub(crate) trust_store: TrustStore,
 }
 
 /// All interfaces, because the bridge usually runs in a container whose port is published by
@@ -53,6 +55,8 @@ impl Default for RawServer {
             public_url: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            outbound_proxy: None,
+            trust_store: TrustStore::Builtin,
         }
     }
 }
@@ -67,6 +71,7 @@ pub(crate) struct RawDiscourse {
     pub(crate) api_key: Option<RawSecret>,
     pub(crate) api_key_file: Option<PathBuf>,
     pub(crate) api_username: Option<String>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// `[oidc]`
@@ -85,6 +90,10 @@ pub(crate) struct RawOidc {
     pub(crate) clock_skew: String,
     pub(crate) http_timeout: String,
     pub(crate) jwks_min_refresh_interval: String,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) client_key_file: Option<PathBuf>,
+    pub(crate) client_key_id: Option<String>,
+    pub(crate) client_cert_file: Option<PathBuf>,
 }
 
 impl Default for RawOidc {
@@ -101,6 +110,10 @@ impl Default for RawOidc {
             clock_skew: "60s".to_owned(),
             http_timeout: "10s".to_owned(),
             jwks_min_refresh_interval: "60s".to_owned(),
+            ca_file: None,
+            client_key_file: None,
+            client_key_id: None,
+            client_cert_file: None,
         }
     }
 }

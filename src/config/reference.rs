@@ -106,6 +106,20 @@ pub const KEYS: &[KeyDoc] = &[
         "A separate address for /metrics, e.g. 127.0.0.1:9090. Unset: /metrics is served on \
          server.listen. Must not bind the same port as server.listen.",
     ),
+    key(
+        "server.outbound_proxy",
+        "URL of an HTTP proxy",
+        "Proxy for every outgoing request (IdP, Discourse's admin API); HTTPS goes through it \
+         with CONNECT. Unset: the standard HTTPS_PROXY / HTTP_PROXY / ALL_PROXY variables are \
+         followed instead. NO_PROXY is honoured either way.",
+    ),
+    key(
+        "server.trust_store",
+        "\"builtin\" or \"os\"",
+        "Which certificate authorities outgoing HTTPS trusts before any ca_file: the Mozilla \
+         list built into the bridge, or the operating system's store (SSL_CERT_FILE / \
+         SSL_CERT_DIR can point elsewhere).",
+    ),
     // [discourse]
     required(
         "discourse.url",
@@ -139,6 +153,12 @@ pub const KEYS: &[KeyDoc] = &[
         "discourse.api_username",
         "Discourse username",
         "The user admin API calls are made as (e.g. system). Required when api_key is set.",
+    ),
+    key(
+        "discourse.ca_file",
+        "path of a PEM file",
+        "Certificate authorities trusted for the forum's admin API, in addition to the \
+         server.trust_store list (e.g. your company's root CA).",
     ),
     // [oidc]
     required(
@@ -186,10 +206,12 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "oidc.token_auth_method",
-        "\"auto\", \"client_secret_basic\", \"client_secret_post\" or \"none\"",
+        "\"auto\", \"client_secret_basic\", \"client_secret_post\", \"private_key_jwt\", \
+         \"tls_client_auth\" or \"none\"",
         "How the bridge authenticates at the token endpoint. \"auto\" picks from the discovery \
-         document, preferring client_secret_basic; \"none\" is a public client protected by \
-         PKCE alone.",
+         document, preferring client_secret_basic; private_key_jwt signs a JWT with \
+         client_key_file (RFC 7523); tls_client_auth uses mutual TLS with client_cert_file and \
+         client_key_file (RFC 8705); \"none\" is a public client protected by PKCE alone.",
     ),
     key(
         "oidc.clock_skew",
@@ -208,6 +230,31 @@ pub const KEYS: &[KeyDoc] = &[
         DURATION,
         "Least time between two refetches of the IdP's signing keys caused by an unknown key \
          id, so forged tokens cannot make the bridge hammer the IdP.",
+    ),
+    key(
+        "oidc.ca_file",
+        "path of a PEM file",
+        "Certificate authorities trusted for the IdP (discovery, keys, token, userinfo), in \
+         addition to the server.trust_store list: an IdP behind the company's own CA.",
+    ),
+    key(
+        "oidc.client_key_file",
+        "path of a PEM private key",
+        "The private key for private_key_jwt or tls_client_auth: unencrypted, RSA (2048 bits or \
+         more) or EC P-256 / P-384. Register its public half (or the certificate) at the IdP; \
+         `check` prints the public JWK.",
+    ),
+    key(
+        "oidc.client_key_id",
+        "string",
+        "The kid sent with private_key_jwt assertions. Unset: the key's RFC 7638 JWK \
+         thumbprint.",
+    ),
+    key(
+        "oidc.client_cert_file",
+        "path of a PEM certificate chain",
+        "The client certificate for tls_client_auth (leaf first); `check` verifies that \
+         client_key_file belongs to it.",
     ),
     // [session]
     required(

@@ -17,9 +17,11 @@ use super::raw::{RawConfig, RawDiscourse, RawLimits, RawLog, RawLogout, RawOidc,
 use super::raw::{RawServer, RawSession, RawStore};
 use super::{
     Config, ConfigProblem, ConfigSource, DiscourseConfig, LimitsConfig, LogConfig, LogoutConfig,
-    OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod,
+    OidcConfig, ServerConfig, SessionConfig, StoreConfig, TokenAuthMethod, TrustStore,
 };
 use crate::mapping::Mapper;
+use crate::oidc::client_auth::ClientKey;
+use crate::outbound::ClientIdentity;
 
 /// Discourse forgets a DiscourseConnect nonce 30 minutes after issuing it (10 minutes in versions
 /// from before March 2024), so a login that takes longer can never be completed.
@@ -124,13 +126,7 @@ fn section_of(key: &str) -> &str {
 fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
     let listen = socket_addr("server.listen", &raw.listen, found);
     let public_url = match given(raw.public_url) {
-        Some(text) => site_url(
-            "server.public_url",
-            &text,
-            "the bridge serves its endpoints (/sso, /callback, ...) at the root of its own \
-             host name",
-            found,
-        ),
+        Some(text) => base_url("server.public_url", &text, found),
         None => {
             found.required("server.public_url");
             None
@@ -171,22 +167,70 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         None => None,
     };
 
+    let outbound_proxy = match given(raw.outbound_proxy) {
+        Some(text) => match Url::parse(text.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") => {
+                if url.scheme().starts_with("socks") {
+                    found.add(
+                        "server.outbound_proxy",
+                        "SOCKS proxies are not supported; give an http:// (CONNECT) proxy",
+                    );
+                    None
+                } else if url.host().is_none() {
+                    found.add("server.outbound_proxy", "must name a host");
+                    None
+                } else {
+                    Some(Some(url))
+                }
+            }
+            Ok(url) => {
+                found.add(
+                    "server.outbound_proxy",
+                    format!(
+                        "must be an http:// or https:// proxy URL, not {}:",
+                        url.scheme()
+                    ),
+                );
+                None
+            }
+            Err(error) => {
+                found.add(
+                    "server.outbound_proxy",
+                    format!("\"{text}\" is not a URL ({error}); write e.g. http://proxy:3128"),
+                );
+                None
+            }
+        },
+        None => Some(None),
+    };
+
+    let os_roots = match raw.trust_store {
+        TrustStore::Builtin => Some(Vec::new()),
+        TrustStore::Os => match crate::outbound::load_os_roots() {
+            Ok(certs) => Some(certs),
+            Err(problem) => {
+                found.add("server.trust_store", problem);
+                None
+            }
+        },
+    };
+
+    let public_url = public_url?;
     Some(ServerConfig {
+        trust_store: raw.trust_store,
+        os_roots: os_roots?,
         listen: listen?,
-        public_url: public_url?,
+        path_prefix: public_url.path().trim_end_matches('/').to_owned(),
+        public_url,
         trusted_proxies,
         metrics_listen,
+        outbound_proxy: outbound_proxy?,
     })
 }
 
 fn discourse(raw: RawDiscourse, found: &mut Problems<'_>) -> Option<DiscourseConfig> {
     let url = match given(raw.url) {
-        Some(text) => site_url(
-            "discourse.url",
-            &text,
-            "give the forum's base address; Discourse installs in a subfolder are not supported",
-            found,
-        ),
+        Some(text) => base_url("discourse.url", &text, found),
         None => {
             found.required("discourse.url");
             None
@@ -244,11 +288,14 @@ fn discourse(raw: RawDiscourse, found: &mut Problems<'_>) -> Option<DiscourseCon
         }
     };
 
+    let ca_certs = ca_file("discourse.ca_file", raw.ca_file.as_deref(), found);
+
     Some(DiscourseConfig {
         url: url?,
         connect_secret: connect_secret?,
         api_key,
         api_username,
+        ca_certs: ca_certs?,
     })
 }
 
@@ -276,13 +323,14 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         found,
     ) {
         SecretInput::Given(secret) => Some(Some(secret)),
-        SecretInput::Missing if raw.token_auth_method != TokenAuthMethod::None => {
+        SecretInput::Missing if raw.token_auth_method.uses_secret() => {
             found.add(
                 "oidc.client_secret",
                 format!(
-                    "is required unless oidc.token_auth_method = \"none\" (a public client \
-                     that relies on PKCE alone); set it, or client_secret_file, in the config \
-                     file or with {} / {}_FILE",
+                    "is required unless oidc.token_auth_method is \"private_key_jwt\", \
+                     \"tls_client_auth\" or \"none\" (a public client that relies on PKCE \
+                     alone); set it, or client_secret_file, in the config file or with {} / \
+                     {}_FILE",
                     env_var_name("oidc.client_secret"),
                     env_var_name("oidc.client_secret"),
                 ),
@@ -314,7 +362,19 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         found,
     );
 
+    let ca_certs = ca_file("oidc.ca_file", raw.ca_file.as_deref(), found);
+    let (client_key, client_identity) = client_credentials(
+        raw.token_auth_method,
+        raw.client_key_file.as_deref(),
+        raw.client_cert_file.as_deref(),
+        given(raw.client_key_id),
+        found,
+    );
+
     Some(OidcConfig {
+        ca_certs: ca_certs?,
+        client_key: client_key?,
+        client_identity: client_identity?,
         issuer: issuer?,
         issuer_exact: issuer_exact?,
         client_id: client_id?,
@@ -327,6 +387,119 @@ fn oidc(raw: RawOidc, found: &mut Problems<'_>) -> Option<OidcConfig> {
         http_timeout: http_timeout?,
         jwks_min_refresh_interval: jwks_min_refresh_interval?,
     })
+}
+
+/// The certificates of an optional `ca_file` (`Some(vec![])` when unset).
+fn ca_file(
+    key: &str,
+    path: Option<&Path>,
+    found: &mut Problems<'_>,
+) -> Option<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
+        return Some(Vec::new());
+    };
+    match crate::outbound::load_ca_file(path) {
+        Ok(certs) => Some(certs),
+        Err(error) => {
+            found.add(key, error.to_string());
+            None
+        }
+    }
+}
+
+type Credentials = (Option<Option<ClientKey>>, Option<Option<ClientIdentity>>);
+
+/// The key for `private_key_jwt` and the certificate + key for `tls_client_auth`, read and
+/// checked here so `check` reports a missing, unreadable or mismatched file.
+fn client_credentials(
+    method: TokenAuthMethod,
+    key_file: Option<&Path>,
+    cert_file: Option<&Path>,
+    kid: Option<String>,
+    found: &mut Problems<'_>,
+) -> Credentials {
+    let key_file = key_file.filter(|p| !p.as_os_str().is_empty());
+    let cert_file = cert_file.filter(|p| !p.as_os_str().is_empty());
+    let needs_key = matches!(
+        method,
+        TokenAuthMethod::PrivateKeyJwt | TokenAuthMethod::TlsClientAuth
+    );
+    if needs_key && key_file.is_none() {
+        found.add(
+            "oidc.client_key_file",
+            format!(
+                "is required with oidc.token_auth_method = \"{}\" (a PEM private key, RSA or \
+                 EC); set it in the config file or with {}",
+                method.as_str(),
+                env_var_name("oidc.client_key_file")
+            ),
+        );
+    }
+    if method == TokenAuthMethod::TlsClientAuth && cert_file.is_none() {
+        found.add(
+            "oidc.client_cert_file",
+            format!(
+                "is required with oidc.token_auth_method = \"tls_client_auth\" (the PEM client \
+                 certificate registered at the identity provider); set it in the config file or \
+                 with {}",
+                env_var_name("oidc.client_cert_file")
+            ),
+        );
+    }
+    if !needs_key && (key_file.is_some() || cert_file.is_some()) {
+        found.add(
+            "oidc.token_auth_method",
+            format!(
+                "is \"{}\", which uses neither oidc.client_key_file nor oidc.client_cert_file; \
+                 set it to \"private_key_jwt\" or \"tls_client_auth\", or remove those keys",
+                method.as_str()
+            ),
+        );
+        return (None, None);
+    }
+    let client_key = match (method, key_file) {
+        (TokenAuthMethod::PrivateKeyJwt, Some(path)) => {
+            let loaded = ClientKey::load(path, kid).and_then(|key| match cert_file {
+                Some(cert) => key.with_certificate(cert, path),
+                None => Ok(key),
+            });
+            match loaded {
+                Ok(key) => Some(Some(key)),
+                Err(error) => {
+                    let key =
+                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
+                            "oidc.client_cert_file"
+                        } else {
+                            "oidc.client_key_file"
+                        };
+                    found.add(key, error.to_string());
+                    None
+                }
+            }
+        }
+        (TokenAuthMethod::PrivateKeyJwt, None) => None,
+        _ => Some(None),
+    };
+    let identity = match (method, cert_file, key_file) {
+        (TokenAuthMethod::TlsClientAuth, Some(cert), Some(key)) => {
+            match ClientIdentity::load(cert, key) {
+                Ok(identity) => Some(Some(identity)),
+                Err(error) => {
+                    let key =
+                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
+                            "oidc.client_cert_file"
+                        } else {
+                            "oidc.client_key_file"
+                        };
+                    found.add(key, error.to_string());
+                    None
+                }
+            }
+        }
+        (TokenAuthMethod::TlsClientAuth, _, _) => None,
+        _ => Some(None),
+    };
+    (client_key, identity)
 }
 
 /// Scope tokens are space-separated on the wire, so one with a space in it would silently turn
@@ -664,17 +837,38 @@ fn web_url(key: &str, text: &str, found: &mut Problems<'_>) -> Option<Url> {
     ok.then_some(url)
 }
 
-/// A site's base address: a [`web_url`] whose path is empty or a single `/` (the two are the
-/// same URL, so a trailing slash is accepted rather than rejected).
-fn site_url(key: &str, text: &str, why: &str, found: &mut Problems<'_>) -> Option<Url> {
-    let url = web_url(key, text, found)?;
-    if url.path() != "/" {
+/// A site's base address: a [`web_url`] at the root (`/`) or under a path prefix such as
+/// `/forum`, returned without a trailing slash. Every prefix segment must be plain (letters,
+/// digits, `-`, `_`, `.`, `~`; no `.`/`..`, no percent-escapes such as an encoded slash), so the
+/// URLs built from it mean one thing to every server and proxy on the way.
+fn base_url(key: &str, text: &str, found: &mut Problems<'_>) -> Option<Url> {
+    let mut url = web_url(key, text, found)?;
+    let path = url.path();
+    let path = path.strip_suffix('/').unwrap_or(path).to_owned();
+    if path.is_empty() {
+        url.set_path("/");
+        return Some(url);
+    }
+    // `Url` already resolved `.` and `..`; what remains must be plain segments.
+    let plain = path.split('/').skip(1).all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    });
+    if !plain || text.contains("..") {
         found.add(
             key,
-            format!("must not have a path (found {}): {why}", url.path()),
+            format!(
+                "has the path {path}, which may only consist of plain segments (letters, digits, \
+                 -, _, ., ~) separated by single slashes"
+            ),
         );
         return None;
     }
+    url.set_path(&path);
     Some(url)
 }
 
@@ -869,20 +1063,34 @@ mod tests {
     }
 
     #[test]
-    fn site_urls_accept_one_trailing_slash_and_reject_paths() {
-        let why = "reason";
-        let (url, problems) = check(|f| site_url("k", "https://forum.example.com/", why, f));
-        assert!(problems.is_empty());
-        assert_eq!(
-            url.map(String::from).as_deref(),
-            Some("https://forum.example.com/")
-        );
-
-        let (_, problems) = check(|f| site_url("k", "https://example.com/forum", why, f));
-        assert_eq!(problems, ["k: must not have a path (found /forum): reason"]);
-
-        let (_, problems) = check(|f| site_url("k", "https://example.com//", why, f));
-        assert_eq!(problems.len(), 1);
+    fn base_urls_keep_a_plain_path_prefix_without_its_trailing_slash() {
+        for (text, stored) in [
+            ("https://forum.example.com/", "https://forum.example.com/"),
+            ("https://forum.example.com", "https://forum.example.com/"),
+            ("https://example.com/forum", "https://example.com/forum"),
+            ("https://example.com/forum/", "https://example.com/forum"),
+            (
+                "https://example.com/a/b-c_d.e~f",
+                "https://example.com/a/b-c_d.e~f",
+            ),
+        ] {
+            let (url, problems) = check(|f| base_url("k", text, f));
+            assert!(problems.is_empty(), "{text}: {problems:?}");
+            assert_eq!(url.map(String::from).as_deref(), Some(stored), "{text}");
+        }
+        for text in [
+            "https://example.com//",
+            "https://example.com/forum//",
+            "https://example.com/a//b",
+            "https://example.com/forum/../x",
+            "https://example.com/forum%2Fx",
+            "https://example.com/for%20um",
+            "https://example.com/forum;x",
+        ] {
+            let (url, problems) = check(|f| base_url("k", text, f));
+            assert!(url.is_none(), "{text}");
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+        }
     }
 
     #[test]

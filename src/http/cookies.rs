@@ -38,6 +38,10 @@ pub struct BridgeCookies {
     secure: bool,
     /// `Max-Age` of the login and logout-state cookies: the login timeout.
     login_max_age: Duration,
+    /// The paths cookies are scoped to: `server.public_url`'s prefix + the route.
+    callback_path: String,
+    logged_out_path: String,
+    session_path: String,
 }
 
 impl std::fmt::Debug for BridgeCookies {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for BridgeCookies {
             .field("key", &"[redacted]")
             .field("secure", &self.secure)
             .field("login_max_age", &self.login_max_age)
+            .field("session_path", &self.session_path)
             .finish()
     }
 }
@@ -64,16 +69,26 @@ pub fn derive_cookie_key(secret: &SecretString) -> Result<Key, hkdf::InvalidLeng
 
 impl BridgeCookies {
     /// Cookies keyed from `secret`; `secure` when served over https; login cookies live
-    /// `login_timeout`.
+    /// `login_timeout`; every path starts with `path_prefix` (`""` or e.g. `"/login"`, the
+    /// path of `server.public_url`).
     pub fn new(
         secret: &SecretString,
         secure: bool,
         login_timeout: Duration,
+        path_prefix: &str,
     ) -> Result<Self, hkdf::InvalidLength> {
+        let prefix = path_prefix.trim_end_matches('/');
         Ok(Self {
             key: derive_cookie_key(secret)?,
             secure,
             login_max_age: login_timeout,
+            callback_path: format!("{prefix}{}", routes::CALLBACK),
+            logged_out_path: format!("{prefix}{}", routes::LOGGED_OUT),
+            session_path: if prefix.is_empty() {
+                "/".to_owned()
+            } else {
+                prefix.to_owned()
+            },
         })
     }
 
@@ -107,14 +122,14 @@ impl BridgeCookies {
             existing.sort_by_key(|(_, created)| *created);
             let excess = existing.len() + 1 - MAX_ATTEMPTS_PER_BROWSER;
             for (name, _) in existing.into_iter().take(excess) {
-                cookies.remove(removal(name, routes::CALLBACK));
+                cookies.remove(removal(name, &self.callback_path));
             }
         }
         let Ok(value) = serde_json::to_string(login) else {
             return;
         };
         let name = Self::login_cookie_name(&login.state);
-        private.add(self.build(name, value, routes::CALLBACK, self.login_max_age));
+        private.add(self.build(name, value, &self.callback_path, self.login_max_age));
     }
 
     /// Takes the login attempt for `state` out of the browser: returns it (if the cookie exists,
@@ -126,20 +141,25 @@ impl BridgeCookies {
             .get(&name)
             .and_then(|c| serde_json::from_str::<LoginInFlight>(c.value()).ok());
         if cookies.get(&name).is_some() {
-            cookies.remove(removal(name, routes::CALLBACK));
+            cookies.remove(removal(name, &self.callback_path));
         }
         login.filter(|l| l.state_matches(state))
     }
 
-    /// Sets the bridge session cookie (site-wide path, so `/logout` receives it).
+    /// Sets the bridge session cookie (the whole prefix, so `/logout` receives it).
     pub fn set_session(&self, cookies: &Cookies, id: &str, lifetime: Duration) {
-        let cookie = self.build(SESSION_COOKIE.to_owned(), id.to_owned(), "/", lifetime);
+        let cookie = self.build(
+            SESSION_COOKIE.to_owned(),
+            id.to_owned(),
+            &self.session_path,
+            lifetime,
+        );
         cookies.private(&self.key).add(cookie);
     }
 
     /// Takes the bridge session id out of the browser (the cookie is removed).
     pub fn take_session(&self, cookies: &Cookies) -> Option<String> {
-        self.take(cookies, SESSION_COOKIE, "/")
+        self.take(cookies, SESSION_COOKIE, &self.session_path)
     }
 
     /// Remembers the `state` sent with an RP-initiated logout until the IdP sends the browser
@@ -148,7 +168,7 @@ impl BridgeCookies {
         let cookie = self.build(
             LOGOUT_STATE_COOKIE.to_owned(),
             state.to_owned(),
-            routes::LOGGED_OUT,
+            &self.logged_out_path,
             self.login_max_age,
         );
         cookies.private(&self.key).add(cookie);
@@ -156,10 +176,10 @@ impl BridgeCookies {
 
     /// Takes the logout `state` out of the browser (the cookie is removed).
     pub fn take_logout_state(&self, cookies: &Cookies) -> Option<String> {
-        self.take(cookies, LOGOUT_STATE_COOKIE, routes::LOGGED_OUT)
+        self.take(cookies, LOGOUT_STATE_COOKIE, &self.logged_out_path)
     }
 
-    fn take(&self, cookies: &Cookies, name: &'static str, path: &'static str) -> Option<String> {
+    fn take(&self, cookies: &Cookies, name: &'static str, path: &str) -> Option<String> {
         let value = cookies
             .private(&self.key)
             .get(name)
@@ -171,18 +191,12 @@ impl BridgeCookies {
     }
 
     /// The one cookie builder: every flag, every time.
-    fn build(
-        &self,
-        name: String,
-        value: String,
-        path: &'static str,
-        max_age: Duration,
-    ) -> Cookie<'static> {
+    fn build(&self, name: String, value: String, path: &str, max_age: Duration) -> Cookie<'static> {
         Cookie::build((name, value))
             .http_only(true)
             .secure(self.secure)
             .same_site(SameSite::Lax)
-            .path(path)
+            .path(path.to_owned())
             .max_age(tower_cookies::cookie::time::Duration::seconds(
                 i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
             ))
@@ -191,8 +205,8 @@ impl BridgeCookies {
 }
 
 /// The cookie that removes `name` (its path must match the one it was set with).
-fn removal(name: String, path: &'static str) -> Cookie<'static> {
-    Cookie::build((name, "")).path(path).build()
+fn removal(name: String, path: &str) -> Cookie<'static> {
+    Cookie::build((name, "")).path(path.to_owned()).build()
 }
 
 #[cfg(test)]
@@ -200,10 +214,15 @@ mod tests {
     use super::*;
 
     fn jar() -> BridgeCookies {
+        jar_under("")
+    }
+
+    fn jar_under(prefix: &str) -> BridgeCookies {
         BridgeCookies::new(
             &SecretString::from("s".repeat(32)),
             true,
             Duration::from_secs(600),
+            prefix,
         )
         .unwrap()
     }
@@ -246,6 +265,22 @@ mod tests {
             assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{name}");
             assert_eq!(cookie.path(), Some(path), "{name}");
             assert!(cookie.max_age().is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn cookie_paths_carry_the_public_url_prefix() {
+        let jar = jar_under("/login");
+        let cookies = Cookies::default();
+        jar.store_login(&cookies, &sample("st", 1));
+        jar.set_session(&cookies, "id", Duration::from_secs(60));
+        jar.set_logout_state(&cookies, "ls");
+        for (name, path) in [
+            ("bridge_login_st", "/login/callback"),
+            (SESSION_COOKIE, "/login"),
+            (LOGOUT_STATE_COOKIE, "/login/logged-out"),
+        ] {
+            assert_eq!(cookies.get(name).unwrap().path(), Some(path), "{name}");
         }
     }
 

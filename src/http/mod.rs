@@ -61,6 +61,11 @@ impl RateLimiters {
 }
 
 /// Builds the bridge's router with every layer applied, and the rate limiters it uses.
+///
+/// With a path in `server.public_url` (`https://example.com/login`), every route is served
+/// under that prefix (`/login/sso`, ...) and also at the root, so the bridge works both behind
+/// a proxy that passes the path through and behind one that strips the prefix; the URLs it
+/// hands out (redirect URI, logout return, cookie paths) always carry the prefix.
 pub fn router(state: AppState) -> (Router, RateLimiters) {
     let limits = &state.config.limits;
     let timeout = limits.request_timeout;
@@ -93,7 +98,14 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
         .route(routes::LOGOUT, get(logout::start))
         .route(routes::LOGGED_OUT, get(logout::finished))
         .route(routes::HEALTHZ, get(health::healthz))
-        .route(routes::READYZ, get(health::readyz))
+        .route(routes::READYZ, get(health::readyz));
+    let prefix = state.config.server.path_prefix.as_str();
+    let router = if prefix.is_empty() {
+        router
+    } else {
+        Router::new().nest(prefix, router.clone()).merge(router)
+    };
+    let router = router
         .fallback(not_found)
         .layer(CookieManagerLayer::new())
         .layer(axum::middleware::from_fn_with_state(

@@ -58,6 +58,9 @@ pub struct Readiness {
     pub ready: bool,
     /// The IdP's discovery document and keys are loaded.
     pub discovery: bool,
+    /// Why discovery has not succeeded yet (host and reason, e.g. a refused certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_error: Option<String>,
     /// The store answers.
     pub store: bool,
     /// Logout relay jobs waiting for delivery (when the store answers).
@@ -84,6 +87,7 @@ impl AppState {
         Readiness {
             ready: discovery && pending.is_ok(),
             discovery,
+            discovery_error: self.provider.last_error(),
             store: pending.is_ok(),
             relay_pending: pending.ok(),
             config_identity: self.mapping.config_identity(),

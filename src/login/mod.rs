@@ -341,6 +341,45 @@ mod tests {
     }
 
     #[test]
+    fn a_subfolder_forum_accepts_only_its_own_sso_login_url() {
+        let expected = url::Url::parse("https://example.com/forum/session/sso_login").unwrap();
+        for url in [
+            "https://example.com/forum/session/sso_login",
+            "https://example.com:443/forum/session/sso_login",
+        ] {
+            assert!(is_forum_sso_login(url, &expected), "{url}");
+        }
+        let bad = [
+            // The site's root, another subfolder, and prefixes that only look alike.
+            "https://example.com/session/sso_login",
+            "https://example.com/forum2/session/sso_login",
+            "https://example.com/forum-evil/session/sso_login",
+            "https://example.com/foru/session/sso_login",
+            "https://example.com/forum/forum/session/sso_login",
+            "https://example.com/forum//session/sso_login",
+            "https://example.com//forum/session/sso_login",
+            // Dot segments that leave the subfolder.
+            "https://example.com/forum/../session/sso_login",
+            "https://example.com/forum/%2e%2e/session/sso_login",
+            "https://example.com/forum/./../session/sso_login",
+            // Encoded slashes and backslashes are not separators to the pin.
+            "https://example.com/forum%2Fsession%2Fsso_login",
+            "https://example.com/forum/session%2Fsso_login",
+            "https://example.com%2Fforum/session/sso_login",
+            "https://example.com/forum\\..\\session/sso_login",
+            "https://example.com/forum/session/sso_login/",
+            "https://example.com/forum/session/sso_login;x",
+            "https://example.com/FORUM/session/sso_login",
+            "https://example.com.evil.com/forum/session/sso_login",
+            "https://evil.com/forum/session/sso_login",
+            "https://example.com/forum/session/sso_login?return=https://evil.com",
+        ];
+        for url in bad {
+            assert!(!is_forum_sso_login(url, &expected), "{url}");
+        }
+    }
+
+    #[test]
     fn idp_error_codes_are_sanitized() {
         assert_eq!(sanitize_error_code("access_denied"), "access_denied");
         assert_eq!(sanitize_error_code("<script>x"), "scriptx");

@@ -6,7 +6,7 @@
 //! (Back-Channel Logout 1.0 §2.6).
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -27,6 +27,7 @@ use tokio::sync::RwLock;
 use crate::config::{LogoutConfig, OidcConfig, TokenAuthMethod, UserinfoMode};
 use crate::oidc::authorization::AuthorizationEndpoint;
 pub use crate::oidc::authorization::AuthorizationRequest;
+use crate::oidc::client_auth::{self, ClientKey, SigningAlg};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenRules, VerifiedIdToken};
 use crate::oidc::jwk::{self, VerifyingKeySet};
 use crate::oidc::logout_token::{self, LogoutToken, LogoutTokenError, LogoutTokenRules};
@@ -101,19 +102,31 @@ impl ProviderError {
 }
 
 /// The discovered provider, shared by everything that talks to the IdP; empty until discovery
-/// has succeeded. Cheap to clone.
+/// has succeeded, and until then holding why the last attempt failed. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct ProviderSlot(Arc<OnceLock<Arc<Provider>>>);
+pub struct ProviderSlot {
+    provider: Arc<OnceLock<Arc<Provider>>>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
 
 impl ProviderSlot {
     /// The provider, once discovered.
     pub fn get(&self) -> Option<Arc<Provider>> {
-        self.0.get().cloned()
+        self.provider.get().cloned()
     }
 
     /// Whether discovery has succeeded.
     pub fn is_ready(&self) -> bool {
-        self.0.get().is_some()
+        self.provider.get().is_some()
+    }
+
+    /// Why the last discovery attempt failed, for `/readyz` (`None` once ready or before the
+    /// first attempt ended). Names the host and, for a refused certificate, the reason.
+    pub fn last_error(&self) -> Option<String> {
+        if self.is_ready() {
+            return None;
+        }
+        self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// Runs discovery until it succeeds, backing off exponentially (1 s doubling, capped at
@@ -130,15 +143,15 @@ impl ProviderSlot {
             match Provider::discover(http.clone(), oidc, logout, redirect_url).await {
                 Ok(provider) => {
                     tracing::info!(issuer = %provider.issuer().as_str(), "discovery succeeded");
-                    let _ = self.0.set(Arc::new(provider));
+                    let _ = self.provider.set(Arc::new(provider));
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        error = %crate::telemetry::Chain(&e),
-                        retry_in = ?delay,
-                        "discovery failed"
-                    );
+                    let problem = crate::outbound::describe(&e, &oidc.issuer, "oidc.ca_file");
+                    tracing::warn!(error = %problem, retry_in = ?delay, "discovery failed");
+                    if let Ok(mut last) = self.last_error.lock() {
+                        *last = Some(problem);
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
@@ -185,6 +198,9 @@ pub struct Provider {
     jwks_min_refresh_interval: Duration,
     keys: RwLock<KeyCache>,
     http: reqwest::Client,
+    /// `private_key_jwt`: the key and the algorithm chosen from discovery.
+    assertion: Option<(ClientKey, SigningAlg)>,
+    client_id: String,
 }
 
 /// A failed request to the IdP: unavailable when a transport error (DNS, refused, timeout,
@@ -194,11 +210,7 @@ fn classify_request_error<E>(during: &'static str, err: E) -> ProviderError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let transport = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .any(|e| e.downcast_ref::<reqwest::Error>().is_some());
-    if transport {
+    if crate::outbound::is_transport_error(&err) {
         ProviderError::Unavailable {
             during,
             source: Box::new(err),
@@ -228,16 +240,53 @@ impl Provider {
         let started = Instant::now();
         let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http).await;
         observe("discovery", started);
-        let metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
+        let mut metadata = metadata.map_err(|e| classify_request_error("discovery", e))?;
+        if cfg.token_auth_method == TokenAuthMethod::TlsClientAuth {
+            metadata = with_mtls_aliases(metadata, &http).await?;
+        }
 
         let client_id = ClientId::new(cfg.client_id.clone());
         let client_secret = cfg
             .client_secret
             .as_ref()
+            .filter(|_| cfg.token_auth_method.uses_secret())
             .map(|s| ClientSecret::new(s.expose_secret().to_owned()));
+        let advertised_methods: Option<Vec<String>> = metadata
+            .token_endpoint_auth_methods_supported()
+            .map(|methods| methods.iter().filter_map(json_name).collect());
+        if let Some(methods) = &advertised_methods
+            && cfg.token_auth_method != TokenAuthMethod::Auto
+            && !methods.iter().any(|m| m == cfg.token_auth_method.as_str())
+        {
+            tracing::warn!(
+                method = cfg.token_auth_method.as_str(),
+                advertised = %methods.join(" "),
+                "the identity provider does not list oidc.token_auth_method among its \
+                 token_endpoint_auth_methods_supported"
+            );
+        }
+        let assertion = match (&cfg.token_auth_method, &cfg.client_key) {
+            (TokenAuthMethod::PrivateKeyJwt, Some(key)) => {
+                let advertised = signing_alg_names(&metadata);
+                let alg = key
+                    .choose_alg(advertised.as_deref())
+                    .map_err(|e| ProviderError::rejected("client authentication", e))?;
+                Some((key.clone(), alg))
+            }
+            (TokenAuthMethod::PrivateKeyJwt, None) => {
+                return Err(ProviderError::invalid(
+                    "client authentication",
+                    "private_key_jwt without oidc.client_key_file",
+                ));
+            }
+            _ => None,
+        };
         let auth_type = match cfg.token_auth_method {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-            TokenAuthMethod::ClientSecretPost | TokenAuthMethod::None => AuthType::RequestBody,
+            TokenAuthMethod::ClientSecretPost
+            | TokenAuthMethod::PrivateKeyJwt
+            | TokenAuthMethod::TlsClientAuth
+            | TokenAuthMethod::None => AuthType::RequestBody,
             TokenAuthMethod::Auto => {
                 let supported = metadata.token_endpoint_auth_methods_supported();
                 // Absent means client_secret_basic (Discovery §3).
@@ -302,7 +351,14 @@ impl Provider {
             keys: RwLock::new(keys),
             metadata,
             http,
+            assertion,
+            client_id: cfg.client_id.clone(),
         })
+    }
+
+    /// The `private_key_jwt` algorithm in use, when that method is configured.
+    pub fn assertion_alg(&self) -> Option<&'static str> {
+        self.assertion.as_ref().map(|(_, alg)| alg.name)
     }
 
     /// The issuer exactly as the IdP states it.
@@ -339,14 +395,25 @@ impl Provider {
         code: String,
         pkce_verifier: String,
     ) -> Result<Tokens, ProviderError> {
-        let started = Instant::now();
-        let response = self
+        let mut request = self
             .client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| ProviderError::rejected("token endpoint", e))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
-            .request_async(&self.http)
-            .await;
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier));
+        if let Some((key, alg)) = &self.assertion {
+            let token_endpoint = self
+                .metadata
+                .token_endpoint()
+                .ok_or_else(|| ProviderError::invalid("token endpoint", "none advertised"))?;
+            let assertion = key
+                .assertion(*alg, &self.client_id, token_endpoint.as_str(), Utc::now())
+                .map_err(|e| ProviderError::rejected("client authentication", e))?;
+            request = request
+                .add_extra_param("client_assertion_type", client_auth::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let started = Instant::now();
+        let response = request.request_async(&self.http).await;
         observe("token", started);
         let response: CoreTokenResponse = response.map_err(|e| match &e {
             openidconnect::RequestTokenError::Request(_) => ProviderError::Unavailable {
@@ -493,6 +560,70 @@ impl Provider {
             _ => Err(ProviderError::invalid("userinfo", "not a JSON object")),
         }
     }
+}
+
+/// RFC 8705 §5: with mutual TLS, the token and userinfo requests go to the endpoints listed in
+/// the discovery document's `mtls_endpoint_aliases`, when it has them (IdPs that ask for client
+/// certificates on a separate host or port). openidconnect drops unknown metadata, so the
+/// document is read once more as JSON; aliases must be https URLs.
+async fn with_mtls_aliases(
+    metadata: ProviderMetadataWithLogout,
+    http: &reqwest::Client,
+) -> Result<ProviderMetadataWithLogout, ProviderError> {
+    const DURING: &str = "discovery (mtls_endpoint_aliases)";
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        metadata.issuer().as_str().trim_end_matches('/')
+    );
+    let document: Value = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| classify_request_error(DURING, e))?
+        .json()
+        .await
+        .map_err(|e| classify_request_error(DURING, e))?;
+    let Some(aliases) = document.get("mtls_endpoint_aliases") else {
+        return Ok(metadata);
+    };
+    let alias = |name: &str| -> Result<Option<String>, ProviderError> {
+        match aliases.get(name) {
+            None => Ok(None),
+            Some(Value::String(url)) if url.starts_with("https://") => Ok(Some(url.clone())),
+            Some(_) => Err(ProviderError::invalid(
+                DURING,
+                format!("{name} is not an https URL"),
+            )),
+        }
+    };
+    let mut metadata = metadata;
+    if let Some(token) = alias("token_endpoint")? {
+        let token =
+            openidconnect::TokenUrl::new(token).map_err(|e| ProviderError::rejected(DURING, e))?;
+        metadata = metadata.set_token_endpoint(Some(token));
+    }
+    if let Some(userinfo) = alias("userinfo_endpoint")? {
+        let userinfo = openidconnect::UserInfoUrl::new(userinfo)
+            .map_err(|e| ProviderError::rejected(DURING, e))?;
+        metadata = metadata.set_userinfo_endpoint(Some(userinfo));
+    }
+    Ok(metadata)
+}
+
+/// The name a discovery enum value has in the JSON document.
+fn json_name(value: &impl serde::Serialize) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// The IdP's `token_endpoint_auth_signing_alg_values_supported`, as JWS names.
+fn signing_alg_names(metadata: &ProviderMetadataWithLogout) -> Option<Vec<String>> {
+    metadata
+        .token_endpoint_auth_signing_alg_values_supported()
+        .map(|algs| algs.iter().filter_map(json_name).collect())
 }
 
 /// Merges userinfo over the ID token's claims (userinfo wins, per the mapping's contract).

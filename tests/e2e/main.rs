@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod corporate;
 #[cfg(feature = "demo")]
 mod demo;
 mod harness_selftest;

@@ -11,6 +11,17 @@
 //     "autoConsent": true,                false: the consent page is shown and must be submitted
 //     "rpInitiatedLogout": true,          false: no end_session_endpoint in discovery
 //     "backchannelLogout": true,
+//     "tls": { "cert": "<path>", "key": "<path>", "clientCa": "<path>" }
+//                                         optional: serve HTTPS with this PEM certificate; the
+//                                         issuer becomes https://<host>:<port>. Client
+//                                         certificates are requested (not required) and verified
+//                                         against clientCa, for tls_client_auth (RFC 8705; a
+//                                         client registers tls_client_auth_san_dns).
+//     "host": "127.0.0.1",                the issuer's host name (the OP listens on 127.0.0.1)
+//     "mtlsAliases": false,               with tls: a second HTTPS listener that requires client
+//                                         certificates, published as mtls_endpoint_aliases
+//                                         (token, userinfo) in discovery (RFC 8705 §5); only
+//                                         there does tls_client_auth find a certificate
 //     "clients": [{ "client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris",
 //                   "backchannel_logout_uri", "backchannel_logout_session_required",
 //                   "token_endpoint_auth_method", ... any other client metadata }],
@@ -72,7 +83,9 @@
 //        /jwks, /me) waits ms before being served: an IdP that hangs.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { promisify } from 'node:util';
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
@@ -215,13 +228,40 @@ async function putClient(metadata) {
   return full;
 }
 
-const server = http.createServer();
+const server = config.tls
+  ? https.createServer({
+    cert: fs.readFileSync(config.tls.cert),
+    key: fs.readFileSync(config.tls.key),
+    ca: config.tls.clientCa ? fs.readFileSync(config.tls.clientCa) : undefined,
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(config.port ?? 0, '127.0.0.1', resolve);
 });
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+
+// RFC 8705 §5 aliases: the same OP behind a listener that insists on client certificates.
+let aliasPort;
+if (config.tls && config.mtlsAliases) {
+  const aliasServer = https.createServer({
+    cert: fs.readFileSync(config.tls.cert),
+    key: fs.readFileSync(config.tls.key),
+    ca: config.tls.clientCa ? fs.readFileSync(config.tls.clientCa) : undefined,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  await new Promise((resolve, reject) => {
+    aliasServer.once('error', reject);
+    aliasServer.listen(0, '127.0.0.1', resolve);
+  });
+  aliasPort = aliasServer.address().port;
+  aliasServer.on('request', (req, res) => provider.callback()(req, res));
+}
+const onAliasListener = (ctx) => !config.mtlsAliases || ctx.socket?.localPort === aliasPort;
+const issuer = `${config.tls ? 'https' : 'http'}://${config.host ?? '127.0.0.1'}:${port}`;
 
 let signingKeys = [await firstKeyPromise];
 const currentKey = () => signingKeys[0];
@@ -242,6 +282,10 @@ const provider = new Provider(issuer, {
   },
   scopes: allScopes,
   conformIdTokenClaims: config.conformIdTokenClaims ?? false,
+  clientAuthMethods: [
+    'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none',
+    ...(config.tls ? ['tls_client_auth'] : []),
+  ],
   pkce: { required: () => config.pkceRequired ?? true },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   features: {
@@ -249,6 +293,23 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: config.backchannelLogout ?? true },
     rpInitiatedLogout: { enabled: config.rpInitiatedLogout ?? true },
     revocation: { enabled: false },
+    // RFC 8705 tls_client_auth: the certificate the client presented in this TLS connection.
+    mTLS: {
+      enabled: Boolean(config.tls),
+      tlsClientAuth: true,
+      certificateBoundAccessTokens: false,
+      getCertificate(ctx) {
+        if (!onAliasListener(ctx)) return undefined;
+        return ctx.socket?.getPeerX509Certificate?.()?.toString();
+      },
+      certificateAuthorized(ctx) {
+        return ctx.socket?.authorized === true;
+      },
+      certificateSubjectMatches(ctx, property, expected) {
+        const names = (ctx.socket?.getPeerX509Certificate?.()?.subjectAltName ?? '').split(', ');
+        return property === 'tls_client_auth_san_dns' && names.includes(`DNS:${expected}`);
+      },
+    },
   },
   ttl: {
     AccessToken: 3600,
@@ -273,6 +334,10 @@ provider.on('backchannel.error', (_ctx, err, client, sub, sid) => {
   backchannelLog.push({ client_id: client.clientId, sub, sid, ok: false, error: err.message });
 });
 provider.on('server_error', (_ctx, err) => console.error('op server_error:', err));
+// Refused token requests (client authentication included) show up in the test's OP log.
+provider.on('grant.error', (_ctx, err) => {
+  console.error('op grant.error:', err.message, err.error_description ?? '', err.error_detail ?? '');
+});
 
 // ---------------------------------------------------------------------------------------------
 // Signing helpers shared by the mutation and sign endpoints.
@@ -456,6 +521,13 @@ provider.use(async (ctx, next) => {
 
   await next();
 
+  if (aliasPort && ctx.path === '/.well-known/openid-configuration' && ctx.status === 200) {
+    const base = `https://${config.host ?? '127.0.0.1'}:${aliasPort}`;
+    ctx.body = {
+      ...ctx.body,
+      mtls_endpoint_aliases: { token_endpoint: `${base}/token`, userinfo_endpoint: `${base}/me` },
+    };
+  }
   if (ctx.method === 'POST' && ctx.path === '/token' && ctx.status === 200
       && ctx.body?.id_token && idTokenMutations.length > 0) {
     const { claims, header, sign } = idTokenMutations.shift();

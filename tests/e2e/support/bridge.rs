@@ -35,19 +35,30 @@ impl TestBridge {
         Self::start_with_env(idp, forum, extra_toml, &[]).await
     }
 
+    /// `env` values may contain `{base}`, replaced by the bridge's root URL (`http://127.0.0.1:PORT`),
+    /// e.g. `BRIDGE_SERVER__PUBLIC_URL = "{base}/login"`.
     pub async fn start_with_env(
         idp: &TestIdp,
         forum: &TestForum,
         extra_toml: &str,
         env: &[(&str, &str)],
     ) -> TestBridge {
-        Self::launch(idp, forum, extra_toml, env, false).await
+        let bridge = Self::launch(idp, forum, extra_toml, env, false).await;
+        bridge.wait_ready().await;
+        bridge
+    }
+
+    /// Starts a bridge without waiting for it to become ready (discovery expected to fail).
+    pub async fn start_unready(idp: &TestIdp, forum: &TestForum) -> TestBridge {
+        Self::launch(idp, forum, "", &[], false).await
     }
 
     /// Like `start`, but the configuration is a real file (`config_path()`), so the running
     /// bridge can reload it.
     pub async fn start_from_file(idp: &TestIdp, forum: &TestForum, extra_toml: &str) -> TestBridge {
-        Self::launch(idp, forum, extra_toml, &[], true).await
+        let bridge = Self::launch(idp, forum, extra_toml, &[], true).await;
+        bridge.wait_ready().await;
+        bridge
     }
 
     /// The configuration file of a bridge started with `start_from_file`.
@@ -106,7 +117,7 @@ request_timeout = "10s"
         );
         let env: Vec<(String, String)> = env
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), v.replace("{base}", &base)))
             .collect();
         let config = if from_file {
             let path = store_dir.path().join("bridge.toml");
@@ -134,15 +145,13 @@ request_timeout = "10s"
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let bridge = TestBridge {
+        TestBridge {
             base,
             store_dir,
             clock_offset_ms,
             shutdown: Some(tx),
             task: Some(task),
-        };
-        bridge.wait_ready().await;
-        bridge
+        }
     }
 
     /// Waits until `/readyz` answers 200 (discovery done).

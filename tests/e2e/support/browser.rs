@@ -28,14 +28,23 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
+        Self::trusting(None)
+    }
+
+    /// A browser that also trusts the CA of `ca_pem` (an OP served over HTTPS by a test CA).
+    pub fn trusting(ca_pem: Option<&str>) -> Self {
         let jar = Arc::new(Jar::default());
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .cookie_provider(Arc::clone(&jar))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("reqwest client");
+            .timeout(Duration::from_secs(15));
+        if let Some(pem) = ca_pem {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM"),
+            );
+        }
+        let client = builder.build().expect("reqwest client");
         Self { client, jar }
     }
 

@@ -51,6 +51,9 @@ pub struct ForumOptions {
     pub nonce_ttl: Duration,
     /// `logout_redirect` site setting, returned by `DELETE /session/{username}`.
     pub logout_redirect: Option<String>,
+    /// A subfolder install (`/forum`, Discourse's `DISCOURSE_RELATIVE_URL_ROOT`): every path is
+    /// served under it, and anything outside it is 404.
+    pub subfolder: Option<String>,
 }
 
 impl Default for ForumOptions {
@@ -62,6 +65,7 @@ impl Default for ForumOptions {
             api_username: "system".to_owned(),
             nonce_ttl: Duration::from_secs(30 * 60),
             logout_redirect: None,
+            subfolder: None,
         }
     }
 }
@@ -174,7 +178,8 @@ impl TestForum {
             .await
             .expect("bind forum");
         let addr = listener.local_addr().expect("forum address");
-        let base = format!("http://{addr}");
+        let subfolder = options.subfolder.clone().unwrap_or_default();
+        let base = format!("http://{addr}{subfolder}");
         let state = Arc::new(Mutex::new(ForumState {
             options,
             base: base.clone(),
@@ -197,7 +202,7 @@ impl TestForum {
         TestForum { base, state, task }
     }
 
-    /// `Discourse.base_url`: `http://127.0.0.1:PORT`, no trailing slash.
+    /// `Discourse.base_url`: `http://127.0.0.1:PORT` (plus the subfolder), no trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -506,7 +511,15 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, 1 << 20).await.unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
-    let path = parts.uri.path().to_owned();
+    let subfolder = lock(&state).options.subfolder.clone();
+    let path = match subfolder {
+        // Like Rails under a relative URL root: only paths inside it exist.
+        Some(prefix) => match parts.uri.path().strip_prefix(prefix.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest.to_owned(),
+            _ => return json_response(StatusCode::NOT_FOUND, &not_found()),
+        },
+        None => parts.uri.path().to_owned(),
+    };
     let query = parts.uri.query().map(str::to_owned);
     let method = parts.method.clone();
     let headers = parts.headers;

@@ -78,6 +78,17 @@ pub struct IdpOptions {
     /// Advertise `end_session_endpoint`.
     pub rp_initiated_logout: bool,
     pub backchannel_logout: bool,
+    /// Serve HTTPS with this certificate (see `op.mjs`'s header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IdpTls>,
+    /// With `tls`: publish a client-certificate-only listener as `mtls_endpoint_aliases`.
+    pub mtls_aliases: bool,
+    /// The issuer's host name (the OP still listens on 127.0.0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// PEM of a CA the test's own requests to the OP trust (the one that issued `tls.cert`).
+    #[serde(skip)]
+    pub trust_pem: Option<String>,
     pub clients: Vec<IdpClient>,
     /// sub → claims (`email`, `email_verified`, `name`, `preferred_username`, `picture`,
     /// `groups`, anything else).
@@ -116,6 +127,10 @@ impl Default for IdpOptions {
             auto_consent: true,
             rp_initiated_logout: true,
             backchannel_logout: true,
+            tls: None,
+            mtls_aliases: false,
+            host: None,
+            trust_pem: None,
             clients: Vec::new(),
             users,
         }
@@ -133,6 +148,16 @@ impl IdpOptions {
         self.users.insert(sub.to_owned(), claims);
         self
     }
+}
+
+/// The OP's HTTPS certificate and key, and the CA client certificates are checked against.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdpTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// What the OP answers for one back-channel logout POST it made.
@@ -215,12 +240,18 @@ impl TestIdp {
     pub async fn start(options: IdpOptions) -> TestIdp {
         let stderr = Arc::new(Mutex::new(String::new()));
         let (child, issuer, port) = spawn(&options, &stderr).await;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("reqwest client");
+            .timeout(Duration::from_secs(10));
+        if let Some(pem) = &options.trust_pem {
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        }
+        if let Some(host) = &options.host {
+            http = http.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let http = http.build().expect("reqwest client");
         TestIdp {
             options,
             child: Some(child),

@@ -14,7 +14,9 @@ pub mod browser;
 pub mod forum;
 pub mod idp;
 pub mod node;
+pub mod proxy;
 pub mod skip;
+pub mod tls;
 
 // Re-exports for the flow tests.
 pub use bridge::TestBridge;
