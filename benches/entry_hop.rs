@@ -407,6 +407,7 @@ async fn run() {
         log_level: log_level.to_owned(),
         relay: false,
         userinfo: "\"auto\"".into(),
+        store_url: None,
     };
     let bridge_info = bridge_settings("info");
     let bridge = BridgeProcess::start(&bridge_info, dir.path(), "bridge-info").await;

@@ -18,6 +18,11 @@
 //! is the floor of the stack: what serving two requests and making one to the IdP costs.
 //! Rounds alternate between the bridge and the baseline.
 //!
+//! When a PostgreSQL server is installed (as for the tests), a third server runs in the same
+//! rounds: the same bridge on the shared PostgreSQL store (a throwaway cluster; its own CPU is
+//! not counted), and the run reports its CPU per login against the embedded store's
+//! (`FULL_LOGIN_POSTGRES=false` leaves it out).
+//!
 //! Run with `cargo bench --bench full_login`. Knobs (environment): `FULL_LOGIN_COUNT` (300 per
 //! round), `FULL_LOGIN_ROUNDS` (3), `FULL_LOGIN_WARMUP` (30), `FULL_LOGIN_CONCURRENCY` (4), `FULL_LOGIN_USERINFO` (auto, true
 //! or false: the bridge's `[oidc] userinfo`). Needs Node.js and npm; installs
@@ -37,6 +42,14 @@ mod support;
 #[path = "../tests/e2e/support/node.rs"]
 mod node;
 use node::node_dir;
+
+/// The throwaway PostgreSQL cluster the end-to-end tests use, for the shared-store run.
+#[path = "../tests/e2e/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+/// Its visible skip when no PostgreSQL server is installed.
+#[path = "../tests/e2e/support/skip.rs"]
+mod skip;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -111,7 +124,8 @@ fn user_name(index: usize) -> String {
 
 /// The OP's configuration: one confidential client (the bridge, with back-channel logout so ID
 /// tokens carry `sid`, as in production) and users with a realistic set of claims.
-fn idp_config(bridge_base: &str, bare_base: &str) -> Value {
+fn idp_config(bridge_bases: &[String], bare_base: &str) -> Value {
+    let bridge_base = &bridge_bases[0];
     let users: serde_json::Map<String, Value> = (0..USERS)
         .map(|i| {
             let name = user_name(i);
@@ -138,7 +152,10 @@ fn idp_config(bridge_base: &str, bare_base: &str) -> Value {
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "redirect_uris": [format!("{bridge_base}/callback")],
+            "redirect_uris": bridge_bases
+                .iter()
+                .map(|base| format!("{base}/callback"))
+                .collect::<Vec<_>>(),
             "post_logout_redirect_uris": [format!("{bridge_base}/logged-out")],
             "backchannel_logout_uri": format!("{bridge_base}/backchannel-logout"),
             "backchannel_logout_session_required": true,
@@ -582,11 +599,31 @@ async fn run() {
         } else {
             userinfo.into()
         },
+        store_url: None,
+    };
+    // The same bridge on the shared PostgreSQL store, when a server is installed here.
+    let postgres = match std::env::var("FULL_LOGIN_POSTGRES").as_deref() {
+        Ok("false") => None,
+        _ => postgres::TestPostgres::start("full_login (PostgreSQL store)").await,
+    };
+    let pg_settings = match &postgres {
+        Some(cluster) => Some(BridgeSettings {
+            port: free_port(),
+            store_url: Some(cluster.create_database("bench").await),
+            ..settings.clone()
+        }),
+        None => None,
     };
     let bare_port = free_port();
     let bare_base = format!("http://127.0.0.1:{bare_port}");
     let idp = IdpProcess::start(
-        &idp_config(&settings.base_url(), &bare_base),
+        &idp_config(
+            &std::iter::once(&settings)
+                .chain(&pg_settings)
+                .map(BridgeSettings::base_url)
+                .collect::<Vec<_>>(),
+            &bare_base,
+        ),
         &dir.path().join("idp.log"),
     );
     let settings = BridgeSettings {
@@ -595,6 +632,20 @@ async fn run() {
     };
     let forum_return = format!("{}/session/sso_login", settings.forum_url);
     let bridge = BridgeProcess::start(&settings, dir.path(), "bridge").await;
+    let pg_bridge = match &pg_settings {
+        Some(pg) => Some(
+            BridgeProcess::start(
+                &BridgeSettings {
+                    issuer: idp.issuer.clone(),
+                    ..pg.clone()
+                },
+                dir.path(),
+                "bridge-pg",
+            )
+            .await,
+        ),
+        None => None,
+    };
     let bare = BaselineProcess::start(
         &[
             "--bare-login-server",
@@ -607,7 +658,7 @@ async fn run() {
             .expect("bare server log file")
             .into(),
     );
-    let servers = [
+    let mut servers = vec![
         Server {
             name: "bridge",
             pid: bridge.pid(),
@@ -629,6 +680,18 @@ async fn run() {
             }),
         },
     ];
+    if let (Some(pg), Some(process)) = (&pg_settings, &pg_bridge) {
+        servers.push(Server {
+            name: "bridge-pg",
+            pid: process.pid(),
+            sites: Arc::new(Sites {
+                server: pg.base_url(),
+                forum_return: format!("{}/session/sso_login", settings.forum_url),
+                secret: ConnectSecret::new(CONNECT_SECRET),
+                check_answer: true,
+            }),
+        });
+    }
 
     println!(
         "full login: {rounds} rounds of {count} logins per server ({warmup} more as warm-up), \
@@ -648,7 +711,7 @@ async fn run() {
         |ticks: u64, logins: usize| ticks_to_seconds(ticks, hz) * 1e3 / logins as f64;
     println!();
     println!(
-        "{:<6} {:<7} {:>7} {:>8} {:>16} {:>13} {:>18}",
+        "{:<6} {:<9} {:>7} {:>8} {:>16} {:>13} {:>18}",
         "round",
         "server",
         "logins",
@@ -657,9 +720,9 @@ async fn run() {
         "IdP ms/login",
         "browsers ms/login"
     );
-    let mut totals = [[0u64; 3]; 2];
-    let mut seconds = [0.0; 2];
-    let mut round_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut totals = vec![[0u64; 3]; servers.len()];
+    let mut seconds = vec![0.0; servers.len()];
+    let mut round_ms: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     let mut sso = Vec::new();
     let mut callback = Vec::new();
     for round in 1..=rounds {
@@ -679,7 +742,7 @@ async fn run() {
                 .map(|(a, b)| a.ticks_since(b))
                 .collect();
             println!(
-                "{round:<6} {:<7} {count:>7} {elapsed:>8.1} {:>16.3} {:>13.3} {:>18.3}",
+                "{round:<6} {:<9} {count:>7} {elapsed:>8.1} {:>16.3} {:>13.3} {:>18.3}",
                 server.name,
                 per_login_ms(ticks[0], count),
                 per_login_ms(ticks[1], count),
@@ -700,7 +763,7 @@ async fn run() {
     let all = count * rounds;
     for (index, server) in servers.iter().enumerate() {
         println!(
-            "{:<6} {:<7} {all:>7} {:>8.1} {:>16.3} {:>13.3} {:>18.3}",
+            "{:<6} {:<9} {all:>7} {:>8.1} {:>16.3} {:>13.3} {:>18.3}",
             "all",
             server.name,
             seconds[index],
@@ -719,6 +782,15 @@ async fn run() {
         median(&mut sso),
         median(&mut callback)
     );
+    if servers.len() > 2 {
+        let pg_ms = per_login_ms(totals[2][0], all);
+        println!(
+            "bridge on PostgreSQL: {all} logins at {:.0} logins/s, {pg_ms:.3} ms CPU per login, \
+             {:.2}× the embedded store's {bridge_ms:.3} ms (target ≤ 1.3×)",
+            all as f64 / seconds[2],
+            pg_ms / bridge_ms
+        );
+    }
     if smoke {
         println!("test mode: every login was checked; the figures above are not measurements");
         return;
@@ -746,7 +818,7 @@ async fn run() {
         "bridge CPU per login {bridge_ms:.3} ms  (target < 0.3 ms)  {}",
         if bridge_ms < 0.3 { "met" } else { "MISSED" }
     );
-    drop((bridge, bare, idp));
+    drop((bridge, pg_bridge, bare, idp, postgres));
 }
 
 /// A login server under measurement.

@@ -26,9 +26,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main};
-use discourse_oidc_bridge::store::{
-    CompletedLogin, LoginRecord, LogoutStore, RedbStore, SessionRecord,
-};
+use discourse_oidc_bridge::store::{CompletedLogin, LoginRecord, RedbStore, SessionRecord};
 use redb::{Builder, ConcurrencyMode, Database, Durability, ReadableTable, TableDefinition};
 use serde_json::json;
 
@@ -36,7 +34,7 @@ use cpu_time::{CpuCriterion, cpu_criterion, cpu_group};
 
 const ISSUER: &str = "https://sso.example.com/realms/acme";
 
-/// The store's tables, as `src/store.rs` defines them.
+/// The store's tables, as `src/store/redb.rs` defines them.
 const LOGINS_BY_SUB: TableDefinition<'_, (&str, &str), &[u8]> =
     TableDefinition::new("logins_by_sub");
 const LOGINS_BY_SID: TableDefinition<'_, (&str, &str), &[u8]> =
@@ -134,8 +132,9 @@ fn bench_store(c: &mut CpuCriterion) {
         b.iter(|| {
             n += 1;
             let (id, login, session) = records(n, now);
-            store.record_login(&login).unwrap();
-            store.put_session(&id, &session).unwrap();
+            store
+                .record_login_and_session_blocking(&login, &id, &session)
+                .unwrap();
         })
     });
 
@@ -162,7 +161,7 @@ fn bench_store(c: &mut CpuCriterion) {
                         }
                     })
                     .collect();
-                store.record_logins(&logins).unwrap();
+                store.record_logins_blocking(&logins).unwrap();
             })
         });
     }

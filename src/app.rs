@@ -29,7 +29,7 @@ use crate::login_writer::{LoginWriter, LoginWriterTask};
 use crate::logout::{LogoutService, LogoutSettings};
 use crate::oidc::provider::ProviderSlot;
 use crate::relay::{Relay, RelaySettings};
-use crate::store::{self, LogoutStore, RedbStore};
+use crate::store::{self, LogoutStore};
 
 /// How long login records are kept for matching back-channel logout tokens.
 pub const LOGIN_RETENTION: Duration = Duration::from_secs(60 * 24 * 3600);
@@ -69,7 +69,17 @@ impl Application {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
-        Self::with_listener(config, listener)
+        let app = Self::with_listener(config, listener)?;
+        // A database this binary must not use is refused now; one that is merely down is
+        // retried on use (the bridge reports not ready until it answers).
+        match app.state.store.prepare().await {
+            Err(error @ store::StoreError::SchemaTooNew { .. }) => {
+                return Err(anyhow::Error::new(error).context("refusing the PostgreSQL store"));
+            }
+            Err(error) => tracing::warn!(%error, "the store is not available yet"),
+            Ok(()) => {}
+        }
+        Ok(app)
     }
 
     /// Prepares the state around an already bound listener (tests and `demo` bind port 0
@@ -95,10 +105,10 @@ impl Application {
             &config.server.path_prefix,
         )
         .map_err(|_| anyhow::anyhow!("deriving the cookie key"))?;
-        let store: Arc<dyn LogoutStore> =
-            Arc::new(RedbStore::open(&config.store.path).with_context(|| {
-                format!("opening the store at {}", config.store.path.display())
-            })?);
+        let store = store::open(&config.store).with_context(|| match &config.store.postgres {
+            Some(_) => "preparing the PostgreSQL store".to_owned(),
+            None => format!("opening the store at {}", config.store.path.display()),
+        })?;
         let relay = config.discourse.admin_api().map(|(key, username)| {
             Relay::new(
                 store.clone(),
@@ -108,10 +118,14 @@ impl Application {
                     key.clone(),
                     username.to_owned(),
                 ),
-                RelaySettings::from_config(&config.logout),
+                RelaySettings::from_config(&config.logout, &config.store),
             )
         });
-        let (logins, login_writer) = LoginWriter::new(store.clone(), config.store.commit_interval);
+        let (logins, login_writer) = LoginWriter::new(
+            store.clone(),
+            config.store.commit_interval,
+            config.store.login_buffer,
+        );
         let provider = ProviderSlot::default();
         let mapping = Arc::new(LiveMapping::new(&config));
         let login = LoginService::new(
@@ -122,6 +136,7 @@ impl Application {
             },
             provider.clone(),
             mapping.clone(),
+            store.clone(),
             logins.clone(),
         );
         let logout = LogoutService::new(
@@ -135,13 +150,35 @@ impl Application {
             relay.as_ref().map(Relay::handle),
             logins,
         );
+        let scim = match (&config.scim, relay.as_ref()) {
+            (Some(scim_config), Some(relay)) => {
+                let live = mapping.clone();
+                let handle = relay.handle();
+                let now = clock.clone();
+                Some(Arc::new(crate::scim::ScimService::new(
+                    scim_config.clone(),
+                    store.clone(),
+                    Arc::new(move || live.current().mapper.clone()),
+                    Arc::new(ConnectSecret::new(
+                        config.discourse.connect_secret.expose_secret(),
+                    )),
+                    Arc::new(move || handle.notify()),
+                    Arc::new(move || now.now()),
+                    &config.server.public_url,
+                )))
+            }
+            _ => None,
+        };
         let state = AppState::new(SharedState {
+            scim,
             login,
             logout,
             provider,
             mapping,
             cookies,
-            pages: Pages::new().context("compiling the page templates")?,
+            pages: Pages::from_config(&config.pages, config.discourse.url.as_str()).map_err(
+                |problems| anyhow::anyhow!("[pages] is invalid:\n{}", problems.join("\n")),
+            )?,
             store,
             metrics: crate::telemetry::metrics_handle(),
             forum_login_url: config.forum_login_url().to_string(),
@@ -288,7 +325,7 @@ async fn prune_store(store: Arc<dyn LogoutStore>, stop: CancellationToken) {
             _ = interval.tick() => {}
         }
         let now = chrono::Utc::now();
-        match store::blocking(&store, move |s| s.prune(now, LOGIN_RETENTION)).await {
+        match store.prune(now, LOGIN_RETENTION).await {
             Ok(report) => tracing::debug!(?report, "store pruned"),
             Err(e) => tracing::warn!(error = %e, "store pruning failed"),
         }

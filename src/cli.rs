@@ -31,10 +31,18 @@ pub enum Command {
     /// Validate the configuration: print every problem and exit 1, or print OK and warnings.
     Check {
         /// Also reach the identity provider (discovery, keys, client authentication method and
-        /// algorithm) and the forum, and report certificate and connection problems; changes
-        /// nothing.
+        /// algorithm), the forum and the store (PostgreSQL: server and schema version), and
+        /// report certificate and connection problems; changes nothing.
         #[arg(long)]
         online: bool,
+    },
+    /// Copy an embedded store (login records, sessions, replay set, pending logout jobs) into
+    /// the PostgreSQL store of store.url, to move a single-replica deployment to several
+    /// replicas. Idempotent: copying again adds nothing already copied.
+    CopyStore {
+        /// Directory of the embedded store; defaults to store.path.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
     },
     /// Run the whole flow locally for trying things out: the real bridge, a built-in
     /// development identity provider and a stand-in forum, all on 127.0.0.1. Development only.
@@ -153,9 +161,18 @@ pub fn run(mut cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { online: false } => check(cli.config),
         Command::Check { online: true } => match check(cli.config.clone()) {
-            code if code == ExitCode::SUCCESS => with_runtime(check_online(cli.config)),
+            code if code == ExitCode::SUCCESS => with_runtime(async {
+                let peers = check_online(cli.config.clone()).await;
+                let store = check_store_online(cli.config).await;
+                if peers == ExitCode::SUCCESS {
+                    store
+                } else {
+                    peers
+                }
+            }),
             code => code,
         },
+        Command::CopyStore { from } => with_runtime(copy_store(cli.config, from)),
         Command::Serve => with_runtime(serve(cli.config)),
         #[cfg(feature = "demo")]
         Command::Demo { port } => with_runtime(crate::demo::run(cli.config, port)),
@@ -193,7 +210,33 @@ fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let result = config::load(path.as_deref());
+    if let Some(sections) = path
+        .as_deref()
+        .and_then(config::mapping_file::read_mapping_only)
+    {
+        return check_mapping_only(path.as_deref(), sections);
+    }
+    // The pages are compiled and rendered in every language, as `serve` does at start.
+    let result =
+        config::load(path.as_deref()).and_then(
+            |config| match crate::http::pages::Pages::from_config(
+                &config.pages,
+                config.discourse.url.as_str(),
+            ) {
+                Ok(_) => Ok(config),
+                Err(problems) => Err(config::ConfigErrors(
+                    problems
+                        .into_iter()
+                        .map(|problem| match problem.split_once(": ") {
+                            Some((key, message)) if key.starts_with("pages.") => {
+                                config::ConfigProblem::new(key, message)
+                            }
+                            _ => config::ConfigProblem::new("pages", problem),
+                        })
+                        .collect(),
+                )),
+            },
+        );
     let (report, ok) = config::check_report(&result);
     write_out(&report);
     if !report.ends_with('\n') {
@@ -203,6 +246,75 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `check` of a file holding only `[mapping]`, `[groups]` and `[access]`: compiles the mapping.
+fn check_mapping_only(
+    path: Option<&std::path::Path>,
+    sections: Result<config::mapping_file::MappingSections, String>,
+) -> ExitCode {
+    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let compiled = sections
+        .map_err(|e| vec![e])
+        .and_then(|(mapping, groups, access)| {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map_err(|problems| problems.iter().map(ToString::to_string).collect())
+        });
+    match compiled {
+        Ok(mapper) => {
+            let mut report = format!(
+                "OK: {name} is a mapping-only file ([mapping], [groups], [access]); `explain` \
+                 and `demo --config` use it, `serve` needs the full configuration\n"
+            );
+            for warning in mapper.warnings() {
+                report.push_str(&format!("warning: {warning}\n"));
+            }
+            write_out(&report);
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            let mut report = format!("{name}: the mapping is invalid:\n");
+            for problem in problems {
+                report.push_str(&format!("error: {problem}\n"));
+            }
+            write_out(&report);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The mapping rules of `path`: from a mapping-only file, or from the full configuration.
+/// The mapping `explain` uses, and the `[scim]` section when the file is a whole configuration
+/// (a mapping-only file has none).
+fn load_mapper(
+    path: Option<&std::path::Path>,
+) -> Result<
+    (
+        std::sync::Arc<crate::mapping::Mapper>,
+        Option<crate::scim::ScimConfig>,
+    ),
+    ExitCode,
+> {
+    match path.and_then(config::mapping_file::read_mapping_only) {
+        Some(Ok((mapping, groups, access))) => {
+            crate::mapping::Mapper::compile(&mapping, &groups, &access)
+                .map(|mapper| (std::sync::Arc::new(mapper), None))
+                .map_err(|problems| {
+                    for problem in problems {
+                        write_err(&format!("error: {problem}\n"));
+                    }
+                    ExitCode::from(2)
+                })
+        }
+        Some(Err(problems)) => {
+            write_err(&format!("invalid mapping:\n{problems}\n"));
+            Err(ExitCode::from(2))
+        }
+        None => {
+            let config = load_or_report(path)?;
+            Ok((config.mapper.clone(), config.scim.clone()))
+        }
     }
 }
 
@@ -280,6 +392,117 @@ async fn check_online(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// The store part of `check --online`: opens the configured store without changing it and
+/// reports on it.
+async fn check_store_online(path: Option<PathBuf>) -> ExitCode {
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let Some(settings) = &config.store.postgres else {
+            let store = crate::store::RedbStore::open(&config.store.path).map_err(|e| {
+                write_err(&format!("store: cannot open the embedded store: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+            let pending = crate::store::LogoutStore::pending_count(&store)
+                .await
+                .map_err(|e| {
+                    write_err(&format!("store: {e}\n"));
+                    ExitCode::FAILURE
+                })?;
+            write_out(&format!(
+                "store: embedded at {}, {pending} logout job(s) pending\n",
+                config.store.path.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        };
+        let summary =
+            crate::store::postgres::parse_url(secrecy::ExposeSecret::expose_secret(&settings.url))
+                .map(|(_, summary)| summary)
+                .map_err(|problem| {
+                    write_err(&format!("store.url: {problem}\n"));
+                    ExitCode::FAILURE
+                })?;
+        let target = format!(
+            "{}:{}/{} as {} (sslmode={})",
+            summary.hosts.join(","),
+            summary.port,
+            summary.dbname,
+            summary.user,
+            summary.tls.as_str()
+        );
+        let store = crate::store::PgStore::new(settings).map_err(|e| {
+            write_err(&format!("store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let (server, schema) = store.inspect().await.map_err(|e| {
+            write_err(&format!("store: cannot use PostgreSQL at {target}: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let known = crate::store::postgres::known_schema_version();
+        write_out(&format!(
+            "store: PostgreSQL {server} at {target}; schema version {schema}, this binary knows \
+             {known}\n"
+        ));
+        if schema > known {
+            write_err(&format!(
+                "store: {}\n",
+                crate::store::StoreError::SchemaTooNew {
+                    found: schema,
+                    known
+                }
+            ));
+            return Ok(ExitCode::FAILURE);
+        }
+        if schema < known {
+            write_out("store: the bridge applies the missing migrations when it starts\n");
+        }
+        Ok(ExitCode::SUCCESS)
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
+/// `copy-store`: embedded store → PostgreSQL.
+async fn copy_store(path: Option<PathBuf>, from: Option<PathBuf>) -> ExitCode {
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        let Some(settings) = &config.store.postgres else {
+            write_err("store.url must name the PostgreSQL store to copy into\n");
+            return Err(ExitCode::from(2));
+        };
+        let from = from.unwrap_or_else(|| config.store.path.clone());
+        if !from.join(crate::store::DATABASE_FILE).is_file() {
+            write_err(&format!(
+                "{} holds no embedded store ({})\n",
+                from.display(),
+                crate::store::DATABASE_FILE
+            ));
+            return Err(ExitCode::from(2));
+        }
+        let source = crate::store::RedbStore::open(&from).map_err(|e| {
+            write_err(&format!("cannot open the embedded store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
+        let target = crate::store::PgStore::connect(settings)
+            .await
+            .map_err(|e| {
+                write_err(&format!("cannot use the PostgreSQL store: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+        let report = crate::store::copy::embedded_to_postgres(&source, &target)
+            .await
+            .map_err(|e| {
+                write_err(&format!("copy failed, nothing was written: {e}\n"));
+                ExitCode::FAILURE
+            })?;
+        write_out(&format!(
+            "copied into PostgreSQL: {} login entries, {} sessions, {} logout token ids, {} \
+             pending logout jobs (entries already there were left alone)\n",
+            report.logins, report.sessions, report.jtis, report.jobs
+        ));
+        Ok(ExitCode::SUCCESS)
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
 /// Loads the configuration or reports every problem (exit 2).
 fn load_or_report(path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
     config::load(path).map_err(|errors| {
@@ -313,9 +536,28 @@ fn read_claims(
 
 fn explain(path: Option<PathBuf>, claims: &std::path::Path, json: bool) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
-        let config = load_or_report(path.as_deref())?;
+        let (mapper, scim) = load_mapper(path.as_deref())?;
         let claims = read_claims(claims)?;
-        let outcome = config.mapper.map(&claims);
+        // A SCIM User document is mapped through the claims provisioning would build.
+        let claims = if crate::scim::service::is_scim_user(&claims) {
+            let scim = scim.unwrap_or_else(|| crate::scim::ScimConfig::with_tokens(Vec::new()));
+            let claims = crate::scim::service::explain_claims(
+                &scim,
+                mapper.group_claim(),
+                &serde_json::Value::Object(claims),
+            );
+            if !json {
+                write_out("SCIM user; the claims provisioning builds from it:\n");
+                write_out(&format!(
+                    "{}\n\n",
+                    serde_json::to_string_pretty(&claims).unwrap_or_default()
+                ));
+            }
+            claims
+        } else {
+            claims
+        };
+        let outcome = mapper.map(&claims);
         if json {
             let report = crate::mapping::explain::Report::from(&outcome);
             match serde_json::to_string_pretty(&report) {
@@ -356,22 +598,25 @@ fn admin_api(config: &config::Config) -> Result<crate::discourse::api::Discourse
 
 async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
     use crate::relay::{JobOutcome, Relay, RelaySettings};
-    use crate::store::{LogoutStore, RedbStore, RelayJob, RelayReason};
+    use crate::store::{RelayJob, RelayReason};
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
         let api = admin_api(&config)?;
-        let store: std::sync::Arc<dyn LogoutStore> =
-            std::sync::Arc::new(RedbStore::open(&config.store.path).map_err(|e| {
-                write_err(&format!("cannot open the store: {e}\n"));
-                ExitCode::FAILURE
-            })?);
+        let store = crate::store::open(&config.store).map_err(|e| {
+            write_err(&format!("cannot open the store: {e}\n"));
+            ExitCode::FAILURE
+        })?;
         let now = chrono::Utc::now();
         let job = RelayJob::new(external_id.clone(), RelayReason::AdminCommand, now);
-        let id = store.enqueue(&job).map_err(|e| {
+        let id = store.enqueue(&job).await.map_err(|e| {
             write_err(&format!("cannot queue the log-out: {e}\n"));
             ExitCode::FAILURE
         })?;
-        let relay = Relay::new(store, api, RelaySettings::from_config(&config.logout));
+        let relay = Relay::new(
+            store,
+            api,
+            RelaySettings::from_config(&config.logout, &config.store),
+        );
         let outcomes = relay.run_due(now).await.map_err(|e| {
             write_err(&format!("store error: {e}\n"));
             ExitCode::FAILURE
@@ -384,6 +629,12 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
             Some(JobOutcome::LoggedOut { user_id }) => {
                 write_out(&format!(
                     "logged out Discourse user {user_id} ({external_id})\n"
+                ));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(JobOutcome::Applied { user_id }) => {
+                write_out(&format!(
+                    "applied for Discourse user {user_id} ({external_id})\n"
                 ));
                 Ok(ExitCode::SUCCESS)
             }
@@ -413,36 +664,29 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
     run().await.unwrap_or_else(|code| code)
 }
 
-/// Opens the configured store, reporting failure (exit 1).
+/// Opens the configured store (PostgreSQL when `[store] url` is set, else the embedded one),
+/// reporting failure (exit 1).
 fn open_store(
     config: &config::Config,
 ) -> Result<std::sync::Arc<dyn crate::store::LogoutStore>, ExitCode> {
-    match crate::store::RedbStore::open(&config.store.path) {
-        Ok(store) => Ok(std::sync::Arc::new(store)),
-        Err(e) => {
-            write_err(&format!(
-                "cannot open the store at {}: {e}\n",
-                config.store.path.display()
-            ));
-            Err(ExitCode::FAILURE)
-        }
-    }
+    crate::store::open(&config.store).map_err(|e| {
+        write_err(&format!("cannot open the store: {e}\n"));
+        ExitCode::FAILURE
+    })
 }
 
 /// Every pending relay job, earliest due first.
-fn pending_jobs(
+async fn pending_jobs(
     store: &dyn crate::store::LogoutStore,
 ) -> Result<Vec<(crate::store::RelayJobId, crate::store::RelayJob)>, ExitCode> {
-    store
-        .due(chrono::DateTime::<chrono::Utc>::MAX_UTC, usize::MAX)
-        .map_err(|e| {
-            write_err(&format!("store error: {e}\n"));
-            ExitCode::FAILURE
-        })
+    store.list_pending().await.map_err(|e| {
+        write_err(&format!("store error: {e}\n"));
+        ExitCode::FAILURE
+    })
 }
 
 /// The pending jobs `ids` names (all with `all`); unknown ids are an error (exit 2).
-fn select_jobs(
+async fn select_jobs(
     store: &dyn crate::store::LogoutStore,
     ids: &[u64],
     all: bool,
@@ -451,7 +695,7 @@ fn select_jobs(
         write_err("name the job ids (see `store list`) or give --all\n");
         return Err(ExitCode::from(2));
     }
-    let jobs = pending_jobs(store)?;
+    let jobs = pending_jobs(store).await?;
     if all {
         return Ok(jobs);
     }
@@ -480,8 +724,8 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
         match command {
             StoreCommand::List => {
                 let store = open_store(&config)?;
-                let jobs = pending_jobs(store.as_ref())?;
-                let given_up = store.given_up_count().unwrap_or_default();
+                let jobs = pending_jobs(store.as_ref()).await?;
+                let given_up = store.given_up_count().await.unwrap_or_default();
                 let mut text = format!(
                     "{} pending logout relay job(s); {given_up} given up over the store's life\n",
                     jobs.len()
@@ -509,9 +753,9 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
             }
             StoreCommand::Drop { ids, all } => {
                 let store = open_store(&config)?;
-                let jobs = select_jobs(store.as_ref(), &ids, all)?;
+                let jobs = select_jobs(store.as_ref(), &ids, all).await?;
                 for (id, job) in &jobs {
-                    store.give_up(*id).map_err(|e| {
+                    store.give_up(*id).await.map_err(|e| {
                         write_err(&format!("store error: {e}\n"));
                         ExitCode::FAILURE
                     })?;
@@ -525,7 +769,7 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
             StoreCommand::Retry { ids, all } => {
                 let api = admin_api(&config)?;
                 let store = open_store(&config)?;
-                let jobs = select_jobs(store.as_ref(), &ids, all)?;
+                let jobs = select_jobs(store.as_ref(), &ids, all).await?;
                 let now = chrono::Utc::now();
                 for (id, job) in &jobs {
                     store
@@ -535,6 +779,7 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
                             job.attempts,
                             job.last_error.as_deref().unwrap_or(""),
                         )
+                        .await
                         .map_err(|e| {
                             write_err(&format!("store error: {e}\n"));
                             ExitCode::FAILURE
@@ -543,7 +788,7 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
                 let relay = Relay::new(
                     store.clone(),
                     api,
-                    RelaySettings::from_config(&config.logout),
+                    RelaySettings::from_config(&config.logout, &config.store),
                 );
                 let outcomes = relay.run_due(now).await.map_err(|e| {
                     write_err(&format!("store error: {e}\n"));
@@ -554,6 +799,9 @@ async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode
                     let line = match outcome {
                         JobOutcome::LoggedOut { user_id } => {
                             format!("job {id}: logged out Discourse user {user_id}")
+                        }
+                        JobOutcome::Applied { user_id } => {
+                            format!("job {id}: applied to Discourse user {user_id}")
                         }
                         JobOutcome::NoSuchUser => {
                             format!("job {id}: no Discourse user has this external_id; done")

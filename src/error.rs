@@ -6,7 +6,8 @@
 //! the request id, and renders `templates/error.html`. Keeping the rendering in the middleware
 //! gives it the request id and the templates without threading them through every handler, and
 //! keeps the cause (which may name internal details) out of the page. [`AppError::describe`] is
-//! the one place that says, per error, the status, the reason and what the page shows.
+//! the one place that says, per error, the status, the reason, the page's messages (by id, in
+//! `locales/*.ftl`) and the next step it offers.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,18 +23,16 @@ pub enum AppError {
     /// Discourse's signed request is malformed or its signature does not match.
     #[error("DiscourseConnect request rejected")]
     Connect(#[from] ConnectError),
-    /// The signed `return_sso_url` points somewhere other than the configured forum.
-    #[error("return_sso_url is not the configured forum's /session/sso_login")]
-    ForeignReturnUrl,
+    /// The signed `return_sso_url` points somewhere other than the configured forum: the
+    /// forum's and the bridge's idea of the forum's address differ (`discourse.url`).
+    #[error("return_sso_url {received:?} is not the configured forum's {expected}")]
+    ForeignReturnUrl { expected: String, received: String },
     /// The callback's `state` has no live login cookie in this browser, or was used already.
     #[error("login state unknown, already used, or started in another browser")]
     UnknownLoginState,
     /// The login took longer than `session.login_timeout`.
-    #[error("login started more than the allowed time ago")]
-    LoginExpired,
-    /// The IdP's return from RP-initiated logout carries no or the wrong `state`.
-    #[error("logout return without the state this browser was sent with")]
-    LogoutStateMismatch,
+    #[error("login started more than the allowed {} s ago", .timeout.as_secs())]
+    LoginExpired { timeout: std::time::Duration },
     /// The callback request itself is malformed (no code, no state, ...).
     #[error("malformed callback: {0}")]
     BadCallback(&'static str),
@@ -52,6 +51,15 @@ pub enum AppError {
     /// Discovery has not succeeded yet.
     #[error("identity provider discovery has not succeeded yet")]
     NotReady,
+    /// No route for this path.
+    #[error("no page at this path")]
+    NotFound,
+    /// The path exists, not for this method.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// The client's rate limit is used up; it may try again after `retry_after` seconds.
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after: u64 },
     /// A bug or an environment failure on our side.
     #[error("internal error: {what}")]
     Internal {
@@ -67,27 +75,41 @@ impl From<Denial> for AppError {
     }
 }
 
+/// What a person may do next from an error page, besides going back to the forum's home page
+/// (which every page offers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Only back to the forum: logging in again would not help (or would loop).
+    BackOnly,
+    /// "Try again": the failure is temporary.
+    TryAgain,
+    /// "Log in again": this login cannot finish, a fresh one can.
+    LogInAgain,
+    /// "Use another account": end the IdP session, then log in again.
+    SwitchAccount,
+}
+
 /// What the error page shows. Attached to the response so the middleware can render it.
 #[derive(Debug, Clone)]
 pub struct ErrorPage {
     pub status: StatusCode,
-    /// Short headline for the person in front of the browser.
-    pub title: &'static str,
-    /// What happened and what to do next; never contains secrets or internal detail.
-    pub message: String,
+    /// The page's message stem in `locales/*.ftl` (`<kind>-title`, `<kind>-message`).
+    pub kind: &'static str,
+    /// The mapping's refusal reason (configured text, shown as is), for denials.
+    pub refusal: Option<String>,
     /// Whom to ask, when the operator configured it.
     pub contact: Option<String>,
+    /// Minutes a login may take, for the "took too long" page.
+    pub minutes: Option<u64>,
+    /// Seconds until a retry can succeed (`Retry-After`), for 429.
+    pub retry_after: Option<u64>,
+    /// The next step the page offers.
+    pub next: NextStep,
     /// Machine-readable reason, used in logs and metrics.
     pub reason: &'static str,
     /// The full cause with its sources, for the log line only.
     pub cause: String,
 }
-
-/// Page texts shared by several errors.
-const TRY_AGAIN: &str =
-    "This login link is not valid. Please go back to the forum and log in again.";
-const IDP_UNAVAILABLE: &str = "The identity provider could not be reached or gave an invalid \
-     answer. Please try again in a moment.";
 
 impl AppError {
     /// An internal error with what failed and, when there is one, why.
@@ -98,132 +120,114 @@ impl AppError {
         }
     }
 
-    /// The HTTP status, the stable low-cardinality reason (for logs and metrics) and the page,
-    /// all from one match.
+    /// The HTTP status, the stable low-cardinality reason (for logs and metrics), the page's
+    /// message stem and its next step, all from one match.
     pub fn describe(&self) -> ErrorPage {
+        use NextStep as N;
         use StatusCode as S;
-        let (status, reason, title, message, contact): (_, _, _, String, _) = match self {
-            AppError::Connect(e) if e.is_bad_signature() => (
-                S::FORBIDDEN,
-                "bad_signature",
-                "Login request not trusted",
-                "The forum's login request carried a signature this login service does not \
-                 accept. The forum and the login service are probably configured with \
-                 different secrets; please tell the forum's administrators."
-                    .into(),
-                None,
-            ),
+        let (status, reason, kind, next) = match self {
+            AppError::Connect(e) if e.is_bad_signature() => {
+                (S::FORBIDDEN, "bad_signature", "bad-signature", N::BackOnly)
+            }
             AppError::Connect(_) => (
                 S::BAD_REQUEST,
                 "malformed_request",
-                "Invalid login request",
-                TRY_AGAIN.into(),
-                None,
+                "bad-request",
+                N::BackOnly,
             ),
-            AppError::ForeignReturnUrl => (
+            AppError::ForeignReturnUrl { .. } => (
                 S::BAD_REQUEST,
                 "foreign_return_url",
-                "Invalid login request",
-                TRY_AGAIN.into(),
-                None,
+                "forum-mismatch",
+                N::BackOnly,
             ),
             AppError::UnknownLoginState => (
                 S::BAD_REQUEST,
                 "unknown_state",
-                "Login could not be completed",
-                "This login was already completed, was started in another browser, or its \
-                 cookies were blocked. Please go back to the forum and log in again."
-                    .into(),
-                None,
+                "login-unknown",
+                N::LogInAgain,
             ),
-            AppError::LoginExpired => (
+            AppError::LoginExpired { .. } => (
                 S::BAD_REQUEST,
                 "login_expired",
-                "Login expired",
-                "The login took too long and has expired. Please go back to the forum and log \
-                 in again."
-                    .into(),
-                None,
-            ),
-            AppError::LogoutStateMismatch => (
-                S::BAD_REQUEST,
-                "logout_state_mismatch",
-                "Logout could not be confirmed",
-                "This logout confirmation does not belong to a logout started in this browser. \
-                 You may already be logged out; go back to the forum to check."
-                    .into(),
-                None,
+                "login-expired",
+                N::LogInAgain,
             ),
             AppError::BadCallback(_) => (
                 S::BAD_REQUEST,
                 "malformed_callback",
-                "Invalid login response",
-                "The answer from the identity provider was incomplete. Please go back to the \
-                 forum and log in again."
-                    .into(),
-                None,
+                "bad-callback",
+                N::LogInAgain,
             ),
-            AppError::IdpRefused { code } if code == "access_denied" => (
-                S::FORBIDDEN,
-                "idp_refused",
-                "Login cancelled",
-                "The identity provider did not grant access (the login was cancelled or \
-                 refused). You can go back to the forum and try again."
-                    .into(),
-                None,
-            ),
-            AppError::IdpRefused { .. } => (
-                S::FORBIDDEN,
-                "idp_refused",
-                "Login refused",
-                "The identity provider refused the login. You can go back to the forum and try \
-                 again; if this keeps happening, please tell the forum's administrators."
-                    .into(),
-                None,
-            ),
-            AppError::Denied(denial) => (
-                S::FORBIDDEN,
-                "denied",
-                "Access denied",
-                denial.message.clone(),
-                denial.contact.clone(),
+            AppError::IdpRefused { code } if code == "access_denied" => {
+                (S::FORBIDDEN, "idp_refused", "login-cancelled", N::BackOnly)
+            }
+            AppError::IdpRefused { .. } => {
+                (S::FORBIDDEN, "idp_refused", "login-refused", N::BackOnly)
+            }
+            AppError::Denied(_) => (S::FORBIDDEN, "denied", "denied", N::SwitchAccount),
+            AppError::Idp(ProviderError::CodeRejected { .. }) => (
+                S::BAD_REQUEST,
+                "code_rejected",
+                "login-rejected",
+                N::LogInAgain,
             ),
             AppError::Idp(e) if e.is_unavailable() => (
                 S::BAD_GATEWAY,
                 "idp_unavailable",
-                "Identity provider unavailable",
-                IDP_UNAVAILABLE.into(),
-                None,
+                "idp-unavailable",
+                N::TryAgain,
             ),
             AppError::Idp(_) | AppError::IssuerMismatch => (
                 S::BAD_GATEWAY,
                 "idp_invalid",
-                "Identity provider unavailable",
-                IDP_UNAVAILABLE.into(),
-                None,
+                "idp-unavailable",
+                N::TryAgain,
             ),
             AppError::NotReady => (
                 S::SERVICE_UNAVAILABLE,
                 "not_ready",
-                "Identity provider unavailable",
-                IDP_UNAVAILABLE.into(),
-                None,
+                "not-ready",
+                N::TryAgain,
+            ),
+            AppError::NotFound => (S::NOT_FOUND, "not_found", "not-found", N::BackOnly),
+            AppError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method-not-allowed",
+                N::BackOnly,
+            ),
+            AppError::RateLimited { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate-limited",
+                N::BackOnly,
             ),
             AppError::Internal { .. } => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
-                "Something went wrong",
-                "The login service hit an internal error. Please try again; if it keeps \
-                 happening, tell the forum's administrators and quote the request id below."
-                    .into(),
-                None,
+                "internal",
+                N::TryAgain,
             ),
+        };
+        let (refusal, contact) = match self {
+            AppError::Denied(denial) => (Some(denial.message.clone()), denial.contact.clone()),
+            _ => (None, None),
         };
         ErrorPage {
             status,
-            title,
-            message,
+            kind,
+            refusal,
             contact,
+            minutes: match self {
+                AppError::LoginExpired { timeout } => Some(timeout.as_secs().div_ceil(60).max(1)),
+                _ => None,
+            },
+            retry_after: match self {
+                AppError::RateLimited { retry_after } => Some(*retry_after),
+                _ => None,
+            },
+            next,
             reason,
             cause: Chain(self).to_string(),
         }
@@ -267,7 +271,84 @@ mod tests {
             "{}",
             page.cause
         );
-        assert!(!page.message.contains("refused"));
+        assert_eq!(page.kind, "idp-unavailable");
+        assert_eq!(page.next, NextStep::TryAgain);
+    }
+
+    #[test]
+    fn every_page_kind_has_messages_in_every_bundled_language() {
+        let localizer = crate::i18n::Localizer::bundled().unwrap();
+        for kind in crate::http::pages::ERROR_KINDS {
+            for language in ["en", "de", "es", "fr"] {
+                for suffix in ["-title", "-message"] {
+                    let id = format!("{kind}{suffix}");
+                    assert!(localizer.has_message(language, &id), "{language} {id}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_temporary_failures_offer_try_again_and_only_denials_switch_accounts() {
+        use std::time::Duration;
+        let denial = Denial {
+            rule: "access.allowed_groups".into(),
+            message: "no".into(),
+            contact: None,
+            trace: Vec::new(),
+            dropped_groups: Vec::new(),
+        };
+        let cases = [
+            (AppError::UnknownLoginState, 400, NextStep::LogInAgain),
+            (
+                AppError::LoginExpired {
+                    timeout: Duration::from_secs(20),
+                },
+                400,
+                NextStep::LogInAgain,
+            ),
+            (
+                AppError::Idp(ProviderError::CodeRejected {
+                    source: "invalid_grant".into(),
+                }),
+                400,
+                NextStep::LogInAgain,
+            ),
+            (
+                AppError::IdpRefused {
+                    code: "access_denied".into(),
+                },
+                403,
+                NextStep::BackOnly,
+            ),
+            (AppError::Denied(denial), 403, NextStep::SwitchAccount),
+            (
+                AppError::ForeignReturnUrl {
+                    expected: "https://a/session/sso_login".into(),
+                    received: "https://b/session/sso_login".into(),
+                },
+                400,
+                NextStep::BackOnly,
+            ),
+            (AppError::NotFound, 404, NextStep::BackOnly),
+            (AppError::MethodNotAllowed, 405, NextStep::BackOnly),
+            (
+                AppError::RateLimited { retry_after: 2 },
+                429,
+                NextStep::BackOnly,
+            ),
+            (AppError::NotReady, 503, NextStep::TryAgain),
+        ];
+        for (error, status, next) in cases {
+            let page = error.describe();
+            assert_eq!(page.status.as_u16(), status, "{error}");
+            assert_eq!(page.next, next, "{error}");
+        }
+        let page = AppError::LoginExpired {
+            timeout: Duration::from_secs(20),
+        }
+        .describe();
+        assert_eq!(page.minutes, Some(1));
     }
 
     #[test]

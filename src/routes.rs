@@ -12,6 +12,9 @@ pub const BACKCHANNEL_LOGOUT: &str = "/backchannel-logout";
 pub const LOGOUT: &str = "/logout";
 /// `GET`: where the IdP returns the browser after RP-initiated logout.
 pub const LOGGED_OUT: &str = "/logged-out";
+/// `GET`: "Use another account" on the access-denied page: RP-initiated logout, then a new
+/// login at the forum.
+pub const SWITCH_ACCOUNT: &str = "/switch-account";
 /// `GET`: liveness.
 pub const HEALTHZ: &str = "/healthz";
 /// `GET`: readiness (discovery done, store answers).
@@ -20,5 +23,5 @@ pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 /// Discourse's DiscourseConnect endpoint on the forum, the only allowed `return_sso_url`.
 pub const DISCOURSE_SSO_LOGIN: &str = "/session/sso_login";
-/// Discourse's own login start, where error pages send the user back.
+/// Discourse's own login start: the error pages' "Try again" and "Log in again".
 pub const DISCOURSE_SSO: &str = "/session/sso";

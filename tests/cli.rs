@@ -259,3 +259,147 @@ fn an_empty_bridge_config_means_the_environment_alone() {
     );
     assert!(report.starts_with("OK: environment only"), "{report}");
 }
+
+#[test]
+fn explain_and_check_accept_a_mapping_only_file() {
+    // The IdP fixtures' config.toml hold only [mapping], [groups] and [access], as
+    // docs/mapping.md suggests trying a mapping.
+    let mapping = fixture("keycloak/config.toml");
+    let out = bin()
+        .args(["explain", "--json", "--config"])
+        .arg(&mapping)
+        .arg("--claims")
+        .arg(fixture("keycloak/member.claims.json"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["allowed"], true);
+
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&mapping)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("OK") && stdout.contains("mapping-only"),
+        "{stdout}"
+    );
+
+    // A broken mapping-only file is reported as such.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("mapping.toml");
+    std::fs::write(&bad, "[groups]\nmode = \"sometimes\"\n").unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("groups"));
+}
+
+#[test]
+fn check_renders_replacement_templates_and_message_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    let locales = dir.path().join("locales");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::create_dir(&locales).unwrap();
+    std::fs::write(
+        templates.join("error.html"),
+        "{% extends \"base.html\" %}{% block title %}{{ t(kind ~ \"-title\") }}{% endblock %}\
+         {% block body %}<h1>{{ t(kind ~ \"-title\") }}</h1>{% endblock %}",
+    )
+    .unwrap();
+    std::fs::write(locales.join("it.ftl"), "denied-title = Accesso negato\n").unwrap();
+    let config = dir.path().join("bridge.toml");
+    let pages = format!(
+        "\n[pages]\nforum_name = \"Forum\"\ntemplates_dir = \"{}\"\nlocales_dir = \"{}\"\n",
+        templates.display(),
+        locales.display()
+    );
+    std::fs::write(&config, format!("{BASE}{pages}")).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A template that fails to render in any language is an error now, not at a user's page.
+    std::fs::write(templates.join("error.html"), "{{ t() }}").unwrap();
+    std::fs::write(locales.join("it.ftl"), "denied-title = { $\n").unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("it.ftl"), "{stdout}");
+    std::fs::write(locales.join("it.ftl"), "denied-title = Accesso negato\n").unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("error.html"), "{stdout}");
+}
+
+#[test]
+fn explain_accepts_a_scim_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!("{BASE}\n[groups]\nunmatched = \"keep\"\nmanaged = [\"engineering\"]\n"),
+    )
+    .unwrap();
+    let user = dir.path().join("user.json");
+    std::fs::write(
+        &user,
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": "2819c223",
+            "externalId": "00u1alice",
+            "userName": "alice@example.com",
+            "displayName": "Alice Example",
+            "emails": [{"value": "alice@example.com", "primary": true}],
+            "groups": [{"value": "g1", "display": "Engineering"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["explain", "--json", "--config"])
+        .arg(&config)
+        .arg("--claims")
+        .arg(&user)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["payload"]["external_id"], "00u1alice");
+    assert_eq!(report["payload"]["email"], "alice@example.com");
+    assert_eq!(report["payload"]["name"], "Alice Example");
+    assert_eq!(report["payload"]["add_groups"], "engineering");
+}

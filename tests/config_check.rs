@@ -206,7 +206,15 @@ fn defaults_fill_every_optional_key() {
     let config = load_from_str(VALID, no_env()).unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
     assert!(config.server.trusted_proxies.is_empty());
-    assert_eq!(config.server.metrics_listen, None);
+    assert_eq!(
+        config
+            .server
+            .metrics_listen
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:9090"),
+        "metrics stay off the public listener unless asked"
+    );
     assert!(config.discourse.api_key.is_none());
     assert_eq!(config.oidc.scopes, ["openid", "email", "profile"]);
     assert!(config.oidc.auth_params.is_empty());
@@ -721,7 +729,7 @@ fn secrets_never_appear_in_debug_output_or_problems() {
 
 #[test]
 fn cross_key_rules_are_enforced() {
-    let cases: [(&[(&str, &str)], &str); 14] = [
+    let cases: [(&[(&str, &str)], &str); 17] = [
         (
             &[("BRIDGE_OIDC__CLIENT_SECRET", "")],
             "oidc.client_secret: is required unless oidc.token_auth_method is \"private_key_jwt\"",
@@ -748,6 +756,21 @@ fn cross_key_rules_are_enforced() {
         (
             &[("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:8080")],
             "server.metrics_listen: 127.0.0.1:8080 would bind the same port as server.listen",
+        ),
+        (
+            &[
+                ("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:9191"),
+                ("BRIDGE_SERVER__METRICS_PUBLIC", "true"),
+            ],
+            "server.metrics_listen: is set together with server.metrics_public = true",
+        ),
+        (
+            &[("BRIDGE_PAGES__ACCENT_COLOR", "red;}body{display:none")],
+            "pages.accent_color: \"red;}body{display:none\" is not a colour",
+        ),
+        (
+            &[("BRIDGE_PAGES__LOGO_URL", "http://cdn.example.com/logo.png")],
+            "pages.logo_url: \"http://cdn.example.com/logo.png\" is not an https URL",
         ),
         (
             &[("BRIDGE_LIMITS__REQUEST_TIMEOUT", "5s")],
@@ -902,4 +925,116 @@ fn an_empty_variable_unsets_any_key_whatever_its_type() {
         "{lines:?}"
     );
     assert!(lines[0].contains("BRIDGE_OIDC__ISSUER"), "{lines:?}");
+}
+
+#[test]
+fn scim_is_validated_and_off_without_its_section() {
+    let config = load_from_str(VALID, no_env()).unwrap();
+    assert!(config.scim.is_none(), "SCIM is off without [scim]");
+
+    let with_api = format!(
+        "{VALID}\n[scim]\ntoken = \"short\"\nsubject_attribute = \"no such path!\"\nsuspend_for = \"0s\"\n"
+    )
+    .replace(
+        "[oidc]",
+        "api_key = \"discourse-api-key-0123\"\napi_username = \"system\"\n\n[oidc]",
+    );
+    let result = load_from_str(&with_api, no_env());
+    let found = keys(&result);
+    for key in ["scim.token", "scim.subject_attribute", "scim.suspend_for"] {
+        assert!(found.contains(&key), "{key} missing from {found:?}");
+    }
+    assert!(
+        !problems(result).iter().any(|p| p.contains("short")),
+        "the token is never printed"
+    );
+
+    // The admin API is required; the token can come from the environment.
+    let token = "scim-token-0123456789abcdef0123456789";
+    let result = load_from_str(
+        &format!("{VALID}\n[scim]\n"),
+        env(&[("BRIDGE_SCIM__TOKEN", token)]),
+    );
+    assert_eq!(keys(&result), vec!["scim"]);
+
+    let file = secret_file(&format!(
+        "# rotation\n{token}\nscim-token-new-0123456789abcdef01234\n"
+    ))
+    .unwrap();
+    let config = load_from_str(
+        &with_api
+            .replace("token = \"short\"\n", "")
+            .replace("subject_attribute = \"no such path!\"\n", "")
+            .replace("suspend_for = \"0s\"\n", "on_deactivate = \"suspend\"\n"),
+        env(&[("BRIDGE_SCIM__TOKEN_FILE", file.path().to_str().unwrap())]),
+    )
+    .unwrap();
+    let scim = config.scim.unwrap();
+    assert_eq!(scim.tokens.len(), 2, "every line of the file is a token");
+    assert_eq!(scim.tokens[0].expose_secret(), token);
+    assert_eq!(scim.subject_attribute, "externalId");
+    assert_eq!(
+        scim.on_deactivate,
+        discourse_oidc_bridge::scim::OnDeactivate::Suspend
+    );
+}
+
+#[test]
+fn the_shared_store_url_is_checked_offline_and_never_repeated() {
+    // Unset: the embedded store.
+    let config = load_from_str(VALID, no_env()).unwrap();
+    assert!(config.store.postgres.is_none());
+    assert_eq!(config.store.relay_lease, Duration::from_secs(120));
+    assert_eq!(config.store.poll_interval, Duration::from_secs(1));
+
+    let url = "postgres://bridge:s3cret-pw@db.example:5432/bridge?sslmode=verify-full";
+    let config = load_from_str(VALID, env(&[("BRIDGE_STORE__URL", url)])).unwrap();
+    let postgres = config.store.postgres.expect("the PostgreSQL store");
+    assert_eq!(postgres.url.expose_secret(), url);
+    assert_eq!(postgres.pool_size, 8);
+
+    // From a file, like every secret.
+    let file = secret_file(&format!("{url}\n")).unwrap();
+    let path = file.path().display().to_string();
+    let config = load_from_str(VALID, env(&[("BRIDGE_STORE__URL_FILE", path.as_str())])).unwrap();
+    assert_eq!(config.store.postgres.unwrap().url.expose_secret(), url);
+
+    for (bad, complaint) in [
+        (
+            "postgres://bridge:s3cret-pw@db.example/bridge",
+            "sslmode=verify-full",
+        ),
+        (
+            "postgres://bridge:s3cret-pw@db.example/bridge?sslmode=allow",
+            "not supported",
+        ),
+        ("mysql://bridge:s3cret-pw@db.example/bridge", "scheme"),
+    ] {
+        let result = load_from_str(VALID, env(&[("BRIDGE_STORE__URL", bad)]));
+        assert_eq!(keys(&result), ["store.url"], "{bad}");
+        let text = problems(result).join("\n");
+        assert!(text.contains(complaint), "{bad}: {text}");
+        assert!(
+            !text.contains("s3cret-pw"),
+            "the password is never shown: {text}"
+        );
+    }
+
+    let result = load_from_str(
+        VALID,
+        env(&[("BRIDGE_STORE__URL", url), ("BRIDGE_STORE__POOL_SIZE", "0")]),
+    );
+    assert_eq!(keys(&result), ["store.pool_size"]);
+    let result = load_from_str(VALID, env(&[("BRIDGE_STORE__CA_FILE", "/nonexistent.pem")]));
+    assert_eq!(keys(&result), ["store.ca_file"], "ca_file without url");
+    let result = load_from_str(
+        VALID,
+        env(&[
+            ("BRIDGE_STORE__URL", url),
+            ("BRIDGE_STORE__CA_FILE", "/nonexistent.pem"),
+        ]),
+    );
+    assert_eq!(keys(&result), ["store.ca_file"]);
+    let result = load_from_str(VALID, env(&[("BRIDGE_STORE__RELAY_LEASE", "100ms")]));
+    assert_eq!(keys(&result), ["store.relay_lease"]);
 }

@@ -167,6 +167,8 @@ pub struct BridgeSettings {
     pub relay: bool,
     /// `[oidc] userinfo` as a TOML value: `"auto"` (the default), `true` or `false`.
     pub userinfo: String,
+    /// `[store] url`: the shared PostgreSQL store instead of the embedded one.
+    pub store_url: Option<String>,
 }
 
 impl BridgeSettings {
@@ -185,6 +187,7 @@ impl BridgeSettings {
             r#"[server]
 listen = "127.0.0.1:{port}"
 public_url = "{base}"
+metrics_public = true
 
 [discourse]
 url = "{forum}"
@@ -203,6 +206,7 @@ secret = "{SESSION_SECRET}"
 
 [store]
 path = "{store}"
+{store_url}
 
 [log]
 level = "{level}"
@@ -216,6 +220,11 @@ login_per_minute = 4294967295
             forum = self.forum_url,
             issuer = self.issuer,
             store = store_dir.display(),
+            store_url = self
+                .store_url
+                .as_ref()
+                .map(|url| format!("url = \"{url}\""))
+                .unwrap_or_default(),
             level = self.log_level,
             userinfo = self.userinfo,
         )

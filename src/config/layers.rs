@@ -24,11 +24,13 @@ pub(crate) const ENV_SEPARATOR: &str = "__";
 
 /// Keys whose values are secrets: never shown in messages, never parsed as arrays from the
 /// environment, and each also readable from `<key>_file`.
-pub(crate) const SECRET_KEYS: [(&str, &str); 4] = [
+pub(crate) const SECRET_KEYS: [(&str, &str); 6] = [
     ("discourse", "connect_secret"),
     ("discourse", "api_key"),
     ("oidc", "client_secret"),
     ("session", "secret"),
+    ("store", "url"),
+    ("scim", "token"),
 ];
 
 /// The environment variable that sets `section.key`, e.g. `BRIDGE_OIDC__CLIENT_SECRET`.
@@ -665,7 +667,7 @@ mod tests {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 5, "{lines:#?}");
         assert!(lines.contains(&"oidc.issuerr: unknown key; did you mean `issuer`?".to_owned()));
-        assert!(lines.contains(&"nonsense: unknown section; expected one of: server, discourse, oidc, session, logout, store, log, limits, mapping, groups, access".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"nonsense: unknown section; expected one of: server, discourse, oidc, session, logout, store, log, limits, pages, mapping, groups, access, scim".to_owned()), "{lines:#?}");
         assert!(
             lines
                 .iter()

@@ -15,7 +15,7 @@
 //! (`openid,email groups`). An empty value unsets the key: the file's value is dropped and the
 //! default applies (a required key is then reported missing). Secrets are taken verbatim.
 //!
-//! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`,
+//! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`, `store.url`,
 //! `session.secret`) may instead be read from a file named by `<key>_file`, with one trailing
 //! newline removed. Giving both forms in the same layer is a problem; setting either form from the
 //! environment replaces both forms from the file. Relative paths (secret files, `store.path`) are
@@ -23,6 +23,8 @@
 
 mod layers;
 pub mod live;
+pub mod mapping_file;
+mod pages;
 mod raw;
 pub mod reference;
 mod settings;
@@ -51,6 +53,7 @@ use crate::routes;
 
 pub use crate::problem::ConfigProblem;
 pub use layers::{EnvOverride, env_var_name};
+pub use pages::{MAX_FORUM_NAME_CHARS, PagesConfig, Rgb};
 pub use settings::Settings;
 pub use validate::MAX_LOGIN_TIMEOUT;
 
@@ -65,9 +68,13 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    /// `[pages]`: the look and language of the pages people see.
+    pub pages: PagesConfig,
     /// The `[mapping]`, `[groups]` and `[access]` sections, compiled once while the
     /// configuration is loaded; its warnings are part of [`Config::warnings`].
     pub mapper: Arc<Mapper>,
+    /// `[scim]`: SCIM provisioning (docs/scim.md); `None` keeps `/scim/v2` off.
+    pub scim: Option<crate::scim::ScimConfig>,
     /// Which file this configuration came from, for `/readyz` and reload logs.
     pub source: ConfigSource,
 }
@@ -110,7 +117,8 @@ pub struct ServerConfig {
     pub path_prefix: String,
     /// Proxies whose `X-Forwarded-*` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Optional separate address for `/metrics`; `None` serves it on `listen`.
+    /// Where `/metrics` is served: its own address (default `127.0.0.1:9090`), or `None` when
+    /// `metrics_public = true` asks for the public `listen` address instead.
     pub metrics_listen: Option<SocketAddr>,
     /// Proxy for every outbound request (IdP and Discourse); `None` follows the `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` environment variables. `NO_PROXY` applies either way.
@@ -324,6 +332,15 @@ pub struct StoreConfig {
     /// Longest time a completed login waits to be committed with others (group commit); zero
     /// makes every login wait for its own durable commit before the browser is sent back.
     pub commit_interval: Duration,
+    /// The shared PostgreSQL store (`url`/`url_file` set); `None` for the embedded store.
+    pub postgres: Option<crate::store::PgSettings>,
+    /// How long a relay worker holds a claimed job before another replica may take it over.
+    pub relay_lease: Duration,
+    /// How often each relay worker looks for jobs it was not told about (queued by another
+    /// replica or the admin command, or whose lease ended).
+    pub poll_interval: Duration,
+    /// Most completed logins held in memory while the store cannot be written.
+    pub login_buffer: usize,
 }
 
 /// Log output format (`log.format`: `text` or `json`).
@@ -519,7 +536,7 @@ fn load_layers(
 
 /// Sections in the order `config/bridge.example.toml` lists them; problems with other keys
 /// (unknown sections, variable names, the file itself) come first.
-const SECTION_ORDER: [&str; 11] = [
+const SECTION_ORDER: [&str; 13] = [
     "server",
     "discourse",
     "oidc",
@@ -528,9 +545,11 @@ const SECTION_ORDER: [&str; 11] = [
     "store",
     "log",
     "limits",
+    "pages",
     "mapping",
     "groups",
     "access",
+    "scim",
 ];
 
 fn section_rank(key: &str) -> usize {
@@ -553,6 +572,11 @@ impl Config {
     /// Where the IdP returns the browser after RP-initiated logout: `public_url` + `/logged-out`.
     pub fn post_logout_url(&self) -> Url {
         self.public_path(routes::LOGGED_OUT)
+    }
+
+    /// "Use another account" on the access-denied page: `public_url` + `/switch-account`.
+    pub fn switch_account_url(&self) -> Url {
+        self.public_path(routes::SWITCH_ACCOUNT)
     }
 
     /// Discourse's DiscourseConnect endpoint, the forum URL (subfolder included) +

@@ -26,9 +26,12 @@ pub(crate) struct RawConfig {
     pub(crate) store: RawStore,
     pub(crate) log: RawLog,
     pub(crate) limits: RawLimits,
+    pub(crate) pages: super::pages::RawPages,
     pub(crate) mapping: MappingConfig,
     pub(crate) groups: GroupsConfig,
     pub(crate) access: AccessConfig,
+    /// `[scim]`: SCIM provisioning, off when the section is absent.
+    pub(crate) scim: Option<RawScim>,
 }
 
 /// `[server]`
@@ -40,6 +43,7 @@ pub(crate) struct RawServer {
     #[serde(deserialize_with = "list_or_separated_string")]
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metrics_listen: Option<String>,
+    pub(crate) metrics_public: bool,
     pub(crate) outbound_proxy: Option<String>,
     pub(crate) trust_store: TrustStore,
 }
@@ -48,6 +52,10 @@ pub(crate) struct RawServer {
 /// the runtime; a bare-metal install behind a local proxy should set `127.0.0.1:8080`.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
+/// `/metrics` is served on its own loopback address unless `metrics_public` asks for the public
+/// listener: the counters tell outsiders about logins and failures.
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+
 impl Default for RawServer {
     fn default() -> Self {
         Self {
@@ -55,6 +63,7 @@ impl Default for RawServer {
             public_url: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            metrics_public: false,
             outbound_proxy: None,
             trust_store: TrustStore::Builtin,
         }
@@ -166,6 +175,15 @@ impl Default for RawLogout {
 pub(crate) struct RawStore {
     pub(crate) path: PathBuf,
     pub(crate) commit_interval: String,
+    pub(crate) url: Option<RawSecret>,
+    pub(crate) url_file: Option<PathBuf>,
+    pub(crate) pool_size: usize,
+    pub(crate) connect_timeout: String,
+    pub(crate) query_timeout: String,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) relay_lease: String,
+    pub(crate) poll_interval: String,
+    pub(crate) login_buffer: usize,
 }
 
 impl Default for RawStore {
@@ -173,6 +191,15 @@ impl Default for RawStore {
         Self {
             path: PathBuf::from("data"),
             commit_interval: "100ms".to_owned(),
+            url: None,
+            url_file: None,
+            pool_size: 8,
+            connect_timeout: "5s".to_owned(),
+            query_timeout: "10s".to_owned(),
+            ca_file: None,
+            relay_lease: "2m".to_owned(),
+            poll_interval: "1s".to_owned(),
+            login_buffer: 10_000,
         }
     }
 }
@@ -211,6 +238,40 @@ impl Default for RawLimits {
             backchannel_per_minute: 600,
             max_body_bytes: 16 * 1024,
             request_timeout: "30s".to_owned(),
+        }
+    }
+}
+
+/// `[scim]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawScim {
+    pub(crate) token: Option<RawSecret>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) subject_attribute: String,
+    pub(crate) subject_claim: String,
+    pub(crate) email_verified: bool,
+    pub(crate) on_deactivate: crate::scim::OnDeactivate,
+    pub(crate) suspend_for: String,
+    pub(crate) suspend_reason: String,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_results: usize,
+}
+
+impl Default for RawScim {
+    fn default() -> Self {
+        use crate::scim::ScimConfig as D;
+        Self {
+            token: None,
+            token_file: None,
+            subject_attribute: D::DEFAULT_SUBJECT_ATTRIBUTE.to_owned(),
+            subject_claim: D::DEFAULT_SUBJECT_CLAIM.to_owned(),
+            email_verified: true,
+            on_deactivate: crate::scim::OnDeactivate::LogOut,
+            suspend_for: "36500d".to_owned(),
+            suspend_reason: D::DEFAULT_SUSPEND_REASON.to_owned(),
+            max_body_bytes: D::DEFAULT_MAX_BODY_BYTES,
+            max_results: D::DEFAULT_MAX_RESULTS,
         }
     }
 }

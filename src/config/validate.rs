@@ -84,6 +84,18 @@ pub(crate) fn validate(
     let store = store(raw.store, &mut found);
     let log = log(raw.log, &mut found);
     let limits = limits(raw.limits, oidc.as_ref(), &mut found);
+    let scim = raw
+        .scim
+        .map(|raw| scim(raw, discourse.as_ref(), &mut found));
+    let pages = match super::pages::validate(raw.pages) {
+        Ok(pages) => Some(pages),
+        Err(problems) => {
+            for (key, message) in problems {
+                found.add(key, message);
+            }
+            None
+        }
+    };
 
     // The mapping sections are compiled only when they deserialized cleanly: after a key was
     // dropped for being malformed, the compiler would report its absence as a second problem.
@@ -114,8 +126,116 @@ pub(crate) fn validate(
         store: store?,
         log: log?,
         limits: limits?,
+        pages: pages?,
         mapper: mapper?,
+        scim: match scim {
+            Some(section) => Some(section?),
+            None => None,
+        },
         source,
+    })
+}
+
+/// Shortest accepted SCIM bearer token: 32 characters (`openssl rand -hex 16` and up).
+const MIN_SCIM_TOKEN_CHARS: usize = 32;
+
+fn scim(
+    raw: super::raw::RawScim,
+    discourse: Option<&DiscourseConfig>,
+    found: &mut Problems<'_>,
+) -> Option<crate::scim::ScimConfig> {
+    let mut ok = true;
+    let mut tokens: Vec<SecretString> = Vec::new();
+    if let Some(super::raw::RawSecret(token)) = raw.token
+        && !token.expose_secret().is_empty()
+    {
+        tokens.push(token);
+    }
+    if let Some(path) = raw.token_file.filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(|line| SecretString::from(line.to_owned())),
+            ),
+            Err(error) => {
+                found.add(
+                    "scim.token_file",
+                    format!("cannot read {}: {error}", path.display()),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ok && tokens.is_empty() {
+        found.add(
+            "scim.token",
+            format!(
+                "is required when [scim] is present; set it, or scim.token_file (one token per \
+                 line, several during a rotation), in the config file or with {} / {}",
+                env_var_name("scim.token"),
+                env_var_name("scim.token_file")
+            ),
+        );
+        ok = false;
+    }
+    if tokens
+        .iter()
+        .any(|t| t.expose_secret().chars().count() < MIN_SCIM_TOKEN_CHARS)
+    {
+        found.add(
+            "scim.token",
+            format!(
+                "every token must have at least {MIN_SCIM_TOKEN_CHARS} characters (e.g. `openssl \
+                 rand -hex 32`)"
+            ),
+        );
+        ok = false;
+    }
+    if discourse.is_some_and(|d| d.admin_api().is_none()) {
+        found.add(
+            "scim",
+            "needs discourse.api_key and discourse.api_username: provisioning changes reach \
+             Discourse through its admin API",
+        );
+        ok = false;
+    }
+    if let Err(error) = crate::scim::filter::parse_attr_path(&raw.subject_attribute) {
+        found.add(
+            "scim.subject_attribute",
+            format!("is not a SCIM attribute path: {error}"),
+        );
+        ok = false;
+    }
+    if raw.subject_claim.trim().is_empty() {
+        found.add("scim.subject_claim", "must name a claim, e.g. sub or oid");
+        ok = false;
+    }
+    let suspend_for = duration("scim.suspend_for", &raw.suspend_for, Bound::Positive, found);
+    if raw.suspend_reason.trim().is_empty() {
+        found.add("scim.suspend_reason", "must not be empty");
+        ok = false;
+    }
+    if raw.max_body_bytes < 1024 {
+        found.add("scim.max_body_bytes", "must be at least 1024");
+        ok = false;
+    }
+    if !(1..=10_000).contains(&raw.max_results) {
+        found.add("scim.max_results", "must be between 1 and 10000");
+        ok = false;
+    }
+    let suspend_for = suspend_for?;
+    ok.then(|| crate::scim::ScimConfig {
+        tokens,
+        subject_attribute: raw.subject_attribute,
+        subject_claim: raw.subject_claim.trim().to_owned(),
+        email_verified: raw.email_verified,
+        on_deactivate: raw.on_deactivate,
+        suspend_for,
+        suspend_reason: raw.suspend_reason,
+        max_body_bytes: raw.max_body_bytes,
+        max_results: raw.max_results,
     })
 }
 
@@ -147,24 +267,39 @@ fn server(raw: RawServer, found: &mut Problems<'_>) -> Option<ServerConfig> {
         }
     }
 
-    let metrics_listen = match given(raw.metrics_listen) {
-        Some(text) => {
+    let metrics_listen = match (given(raw.metrics_listen), raw.metrics_public) {
+        (Some(_), true) => {
+            found.add(
+                "server.metrics_listen",
+                "is set together with server.metrics_public = true; set one: metrics_listen for \
+                 a separate address, metrics_public to serve /metrics on the public listener",
+            );
+            return None;
+        }
+        (None, true) => None,
+        (text, false) => {
+            let explicit = text.is_some();
+            let text = text.unwrap_or_else(|| super::raw::DEFAULT_METRICS_LISTEN.to_owned());
             let metrics = socket_addr("server.metrics_listen", &text, found)?;
             if let Some(listen) = listen
                 && binds_same_port(listen, metrics)
             {
+                let hint = if explicit {
+                    "choose another port, or set metrics_public = true to serve /metrics on the \
+                     public listener"
+                } else {
+                    "set metrics_listen to a free address, or metrics_public = true"
+                };
                 found.add(
                     "server.metrics_listen",
                     format!(
-                        "{metrics} would bind the same port as server.listen ({listen}); leave \
-                         metrics_listen unset to serve /metrics on the main address"
+                        "{metrics} would bind the same port as server.listen ({listen}); {hint}"
                     ),
                 );
                 return None;
             }
             Some(metrics)
         }
-        None => None,
     };
 
     let outbound_proxy = match given(raw.outbound_proxy) {
@@ -682,9 +817,84 @@ fn store(raw: RawStore, found: &mut Problems<'_>) -> Option<StoreConfig> {
         found.add("store.path", "must not be empty");
         return None;
     }
+    let connect_timeout = duration(
+        "store.connect_timeout",
+        &raw.connect_timeout,
+        Bound::Positive,
+        found,
+    );
+    let query_timeout = duration(
+        "store.query_timeout",
+        &raw.query_timeout,
+        Bound::Positive,
+        found,
+    );
+    let relay_lease = duration(
+        "store.relay_lease",
+        &raw.relay_lease,
+        Bound::Positive,
+        found,
+    );
+    let poll_interval = duration(
+        "store.poll_interval",
+        &raw.poll_interval,
+        Bound::Positive,
+        found,
+    );
+    if raw.pool_size == 0 || raw.pool_size > 1000 {
+        found.add("store.pool_size", "must be between 1 and 1000");
+        return None;
+    }
+    if raw.login_buffer == 0 {
+        found.add("store.login_buffer", "must be at least 1");
+        return None;
+    }
+    if let Some(lease) = relay_lease
+        && lease < Duration::from_secs(1)
+    {
+        found.add(
+            "store.relay_lease",
+            "must be at least 1s: a lease shorter than one delivery would let two replicas \
+             deliver the same job",
+        );
+        return None;
+    }
+    let postgres = match secret("store.url", raw.url, raw.url_file, found) {
+        SecretInput::Broken => return None,
+        SecretInput::Missing => {
+            if raw.ca_file.is_some() {
+                found.add("store.ca_file", "is only used with store.url (PostgreSQL)");
+                return None;
+            }
+            None
+        }
+        SecretInput::Given(url) => {
+            if let Err(problem) = crate::store::postgres::parse_url(url.expose_secret()) {
+                found.add("store.url", problem);
+                return None;
+            }
+            if let Some(path) = &raw.ca_file
+                && let Err(error) = crate::store::postgres::load_ca_file(path)
+            {
+                found.add("store.ca_file", error.to_string());
+                return None;
+            }
+            Some(crate::store::PgSettings {
+                url,
+                pool_size: raw.pool_size,
+                connect_timeout: connect_timeout?,
+                query_timeout: query_timeout?,
+                ca_file: raw.ca_file,
+            })
+        }
+    };
     Some(StoreConfig {
         path: raw.path,
         commit_interval: commit_interval?,
+        postgres,
+        relay_lease: relay_lease?,
+        poll_interval: poll_interval?,
+        login_buffer: raw.login_buffer,
     })
 }
 

@@ -118,6 +118,12 @@ struct FieldRow {
 /// A completed login as the forum received it.
 #[derive(Debug, Clone, Serialize)]
 struct ReceivedLogin {
+    /// Who the forum now takes the person for: username, else name, else email.
+    logged_in_as: String,
+    /// The email Discourse would store, and whether the IdP vouched for it (Discourse asks
+    /// the person to confirm it when `require_activation` is true).
+    email: Option<String>,
+    email_verified: bool,
     rows: Vec<FieldRow>,
     /// What Discourse would do with these fields, in words.
     notes: Vec<String>,
@@ -161,7 +167,20 @@ impl ReceivedLogin {
             key: format!("custom.{name}"),
             value: Some(value.to_owned()),
         }));
+        let logged_in_as = [
+            Field::Username,
+            Field::Name,
+            Field::Email,
+            Field::ExternalId,
+        ]
+        .iter()
+        .find_map(|field| payload.get(*field).filter(|v| !v.is_empty()))
+        .unwrap_or_default()
+        .to_owned();
         Self {
+            logged_in_as,
+            email: payload.get(Field::Email).map(str::to_owned),
+            email_verified: payload.get_bool(Field::RequireActivation) != Some(true),
             rows,
             notes: discourse_notes(payload),
             received_at: now.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -241,7 +260,9 @@ impl Forum {
     }
 
     fn render(&self, status: StatusCode, context: minijinja::Value) -> Response {
-        self.pages.respond("demo_forum.html", status, context)
+        let lang = self.pages.default_language().to_owned();
+        self.pages
+            .respond("demo_forum.html", status, &lang, context)
     }
 
     fn page(
@@ -309,6 +330,7 @@ pub fn router(settings: ForumSettings, pages: Arc<Pages>) -> Router {
         .route("/session/sso", get(start_login))
         .route("/session/sso_login", get(finish_login))
         .route("/logout", get(logout))
+        .route("/session/logout", get(logout_everywhere))
         .layer(CookieManagerLayer::new())
         .with_state(forum)
 }
@@ -433,6 +455,19 @@ async fn logout(State(forum): State<Arc<Forum>>, cookies: Cookies) -> Response {
         forum.logins().remove(&browser);
     }
     found("/")
+}
+
+/// `GET /session/logout`: what Discourse does on "Log out" with `logout_redirect` set to the
+/// bridge's `/logout`: forget the login here, then send the browser to the bridge, which ends
+/// the IdP session too.
+async fn logout_everywhere(State(forum): State<Arc<Forum>>, cookies: Cookies) -> Response {
+    if let Some(browser) = browser_id(&cookies) {
+        forum.logins().remove(&browser);
+    }
+    found(&format!(
+        "{}/logout",
+        forum.settings.bridge_url.trim_end_matches('/')
+    ))
 }
 
 #[cfg(test)]

@@ -271,7 +271,9 @@ pub fn router(
 
 /// Renders the IdP's page template; `message` alone shows an information or error page.
 fn page(idp: &Idp, status: StatusCode, context: minijinja::Value) -> Response {
-    idp.pages.respond("demo_idp_login.html", status, context)
+    let lang = idp.pages.default_language().to_owned();
+    idp.pages
+        .respond("demo_idp_login.html", status, &lang, context)
 }
 
 fn message_page(idp: &Idp, status: StatusCode, title: &str, message: &str) -> Response {

@@ -29,9 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::Application;
+use crate::config::mapping_file::{MappingSections, mapping_sections};
 use crate::config::{self, Config, LogFormat};
 use crate::http::pages::Pages;
-use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
+use crate::mapping::Mapper;
 
 /// The warning every demo page, log and banner carries.
 pub const DEVELOPMENT_ONLY: &str = "Development only: a local demo with made-up users, no \
@@ -337,6 +338,8 @@ fn demo_config(
     let pairs = [
         ("BRIDGE_SERVER__LISTEN", bridge_address.to_string()),
         ("BRIDGE_SERVER__PUBLIC_URL", urls.bridge.clone()),
+        // A local demo: its metrics may share the bridge's listener.
+        ("BRIDGE_SERVER__METRICS_PUBLIC", "true".to_owned()),
         ("BRIDGE_DISCOURSE__URL", urls.forum.clone()),
         (
             "BRIDGE_DISCOURSE__CONNECT_SECRET",
@@ -355,37 +358,6 @@ fn demo_config(
     ];
     config::load_from(None, pairs.map(|(k, v)| (k.to_owned(), v)))
         .map_err(|errors| anyhow::anyhow!("the demo configuration is invalid:\n{errors}"))
-}
-
-/// The three sections a mapping consists of.
-type MappingSections = (MappingConfig, GroupsConfig, AccessConfig);
-
-/// Reads `[mapping]`, `[groups]` and `[access]` from TOML text; a missing section is the
-/// default. Every other section is ignored.
-fn mapping_sections(toml: &str) -> Result<MappingSections, String> {
-    use figment::Figment;
-    use figment::providers::{Format as _, Toml};
-    let figment = Figment::from(Toml::string(toml));
-    fn section<T: serde::de::DeserializeOwned + Default>(
-        figment: &Figment,
-        key: &str,
-    ) -> Result<T, String> {
-        if figment.contains(key) {
-            figment
-                .extract_inner(key)
-                .map_err(|e| format!("[{key}]: {e}"))
-        } else {
-            Ok(T::default())
-        }
-    }
-    let mut problems = Vec::new();
-    let mapping = section::<MappingConfig>(&figment, "mapping").map_err(|e| problems.push(e));
-    let groups = section::<GroupsConfig>(&figment, "groups").map_err(|e| problems.push(e));
-    let access = section::<AccessConfig>(&figment, "access").map_err(|e| problems.push(e));
-    match (mapping, groups, access) {
-        (Ok(mapping), Ok(groups), Ok(access)) => Ok((mapping, groups, access)),
-        _ => Err(problems.join("\n")),
-    }
 }
 
 fn mapping_sections_from_file(path: &Path) -> anyhow::Result<MappingSections> {

@@ -1,4 +1,4 @@
-//! Discourse admin API client (user lookup by external id, log out, sync_sso) over the shared HTTP client.
+//! Discourse admin API client (user lookup by external id, log out, sync_sso, suspend) over the shared HTTP client.
 //!
 //! Three endpoints, authenticated with the `Api-Key` and `Api-Username` headers:
 //! `GET /u/by-external/{external_id}.json` (scope `users:show`), `POST
@@ -176,6 +176,40 @@ impl DiscourseApi {
         body.get("id")
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| ApiError::UnexpectedResponse("no id in sync_sso answer".into()))
+    }
+
+    /// Suspends the user until `until` (`PUT /admin/users/{id}/suspend`, scope
+    /// `users:suspend`) with `reason` shown to staff and the user. Suspending also ends the
+    /// user's sessions. Suspending a suspended user again only moves the end.
+    pub async fn suspend(
+        &self,
+        user_id: u64,
+        until: chrono::DateTime<chrono::Utc>,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let url = self.url(&["admin", "users", &user_id.to_string(), "suspend"])?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "suspend_until",
+                &until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+            .append_pair("reason", reason)
+            .finish();
+        let response = self.send(Method::PUT, url, Some(body)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ApiError::UserNotFound { user_id });
+        }
+        Ok(())
+    }
+
+    /// Lifts a suspension (`PUT /admin/users/{id}/unsuspend`, scope `users:unsuspend`).
+    pub async fn unsuspend(&self, user_id: u64) -> Result<(), ApiError> {
+        let url = self.url(&["admin", "users", &user_id.to_string(), "unsuspend"])?;
+        let response = self.send(Method::PUT, url, None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ApiError::UserNotFound { user_id });
+        }
+        Ok(())
     }
 
     /// `base_url` with `segments` appended, each percent-escaped as a single path segment.

@@ -8,13 +8,18 @@
 //!   once keep separate cookies; sent only to the callback, removed there;
 //! - `bridge_session`: the random id of the server-side session record (the ID token for
 //!   `id_token_hint`; the token itself never goes into a cookie);
-//! - `bridge_logout_state`: the `state` of an RP-initiated logout, until `/logged-out`.
+//! - `bridge_logout_state`: the `state` of an RP-initiated logout, until `/logged-out`;
+//! - `bridge_switch_account`: "Use another account" asked for that logout, so `/logged-out`
+//!   starts a new login;
+//! - `bridge_denied`: the refusal an access-denied page showed, bound to that login's `state`,
+//!   so a reload of the (spent) callback URL shows the same reason; sent only to the callback.
 
 use std::time::Duration;
 
 use hkdf::Hkdf;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies, Key};
 
@@ -29,6 +34,31 @@ pub const MAX_ATTEMPTS_PER_BROWSER: usize = 4;
 pub const SESSION_COOKIE: &str = "bridge_session";
 /// Name of the cookie carrying the RP-initiated logout `state` to `/logged-out`.
 pub const LOGOUT_STATE_COOKIE: &str = "bridge_logout_state";
+/// Name of the cookie telling `/logged-out` to start a new login ("Use another account").
+pub const SWITCH_ACCOUNT_COOKIE: &str = "bridge_switch_account";
+/// Name of the cookie keeping an access-denied page's reason for a reload.
+pub const DENIAL_COOKIE: &str = "bridge_denied";
+/// Longest refusal text kept in [`DENIAL_COOKIE`] (it comes from configuration; this bounds
+/// the cookie).
+const MAX_DENIAL_TEXT: usize = 600;
+
+/// How much longer than `login_timeout` a login cookie lives, so that a login finished too late
+/// still finds its cookie and is told it took too long (instead of "unknown login"). The expiry
+/// itself is decided by the start time sealed inside the cookie.
+pub const LOGIN_COOKIE_GRACE: Duration = Duration::from_secs(30 * 60);
+
+/// A refusal as kept in [`DENIAL_COOKIE`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KeptDenial {
+    #[serde(rename = "st")]
+    state: String,
+    #[serde(rename = "r")]
+    rule: String,
+    #[serde(rename = "m")]
+    message: String,
+    #[serde(rename = "c")]
+    contact: Option<String>,
+}
 
 /// The cookie key and the deployment's cookie attributes.
 #[derive(Clone)]
@@ -36,7 +66,8 @@ pub struct BridgeCookies {
     key: Key,
     /// `Secure` when the public URL is https.
     secure: bool,
-    /// `Max-Age` of the login and logout-state cookies: the login timeout.
+    /// `Max-Age` of the login and logout-state cookies: the login timeout plus
+    /// [`LOGIN_COOKIE_GRACE`].
     login_max_age: Duration,
     /// The paths cookies are scoped to: `server.public_url`'s prefix + the route.
     callback_path: String,
@@ -69,7 +100,7 @@ pub fn derive_cookie_key(secret: &SecretString) -> Result<Key, hkdf::InvalidLeng
 
 impl BridgeCookies {
     /// Cookies keyed from `secret`; `secure` when served over https; login cookies live
-    /// `login_timeout`; every path starts with `path_prefix` (`""` or e.g. `"/login"`, the
+    /// `login_timeout` plus [`LOGIN_COOKIE_GRACE`]; every path starts with `path_prefix` (`""` or e.g. `"/login"`, the
     /// path of `server.public_url`).
     pub fn new(
         secret: &SecretString,
@@ -81,7 +112,7 @@ impl BridgeCookies {
         Ok(Self {
             key: derive_cookie_key(secret)?,
             secure,
-            login_max_age: login_timeout,
+            login_max_age: login_timeout.saturating_add(LOGIN_COOKIE_GRACE),
             callback_path: format!("{prefix}{}", routes::CALLBACK),
             logged_out_path: format!("{prefix}{}", routes::LOGGED_OUT),
             session_path: if prefix.is_empty() {
@@ -177,6 +208,62 @@ impl BridgeCookies {
     /// Takes the logout `state` out of the browser (the cookie is removed).
     pub fn take_logout_state(&self, cookies: &Cookies) -> Option<String> {
         self.take(cookies, LOGOUT_STATE_COOKIE, &self.logged_out_path)
+    }
+
+    /// Marks the logout being started as "Use another account": `/logged-out` then starts a new
+    /// login.
+    pub fn set_switch_account(&self, cookies: &Cookies) {
+        let cookie = self.build(
+            SWITCH_ACCOUNT_COOKIE.to_owned(),
+            "1".to_owned(),
+            &self.logged_out_path,
+            self.login_max_age,
+        );
+        cookies.private(&self.key).add(cookie);
+    }
+
+    /// Whether the logout coming back asked for another account (the cookie is removed).
+    pub fn take_switch_account(&self, cookies: &Cookies) -> bool {
+        self.take(cookies, SWITCH_ACCOUNT_COOKIE, &self.logged_out_path)
+            .is_some()
+    }
+
+    /// Keeps `denial` for the login with `state`, replacing an older one.
+    pub fn keep_denial(&self, cookies: &Cookies, state: &str, denial: &crate::mapping::Denial) {
+        let clip = |text: &str| text.chars().take(MAX_DENIAL_TEXT).collect::<String>();
+        let kept = KeptDenial {
+            state: state.to_owned(),
+            rule: clip(&denial.rule),
+            message: clip(&denial.message),
+            contact: denial.contact.as_deref().map(clip),
+        };
+        let Ok(value) = serde_json::to_string(&kept) else {
+            return;
+        };
+        let cookie = self.build(
+            DENIAL_COOKIE.to_owned(),
+            value,
+            &self.callback_path,
+            self.login_max_age,
+        );
+        cookies.private(&self.key).add(cookie);
+    }
+
+    /// The denial kept for the login with `state`, when this browser has one (it stays, so a
+    /// second reload shows it too).
+    pub fn kept_denial(&self, cookies: &Cookies, state: &str) -> Option<crate::mapping::Denial> {
+        let cookie = cookies.private(&self.key).get(DENIAL_COOKIE)?;
+        let kept: KeptDenial = serde_json::from_str(cookie.value()).ok()?;
+        if !bool::from(kept.state.as_bytes().ct_eq(state.as_bytes())) {
+            return None;
+        }
+        Some(crate::mapping::Denial {
+            rule: kept.rule,
+            message: kept.message,
+            contact: kept.contact,
+            trace: Vec::new(),
+            dropped_groups: Vec::new(),
+        })
     }
 
     fn take(&self, cookies: &Cookies, name: &'static str, path: &str) -> Option<String> {
@@ -282,6 +369,34 @@ mod tests {
         ] {
             assert_eq!(cookies.get(name).unwrap().path(), Some(path), "{name}");
         }
+    }
+
+    #[test]
+    fn a_denial_is_kept_for_its_login_only_and_login_cookies_outlive_the_timeout() {
+        let jar = jar();
+        let cookies = Cookies::default();
+        let denial = crate::mapping::Denial {
+            rule: "access.allowed_groups".into(),
+            message: "x".repeat(5000),
+            contact: Some("admins".into()),
+            trace: Vec::new(),
+            dropped_groups: Vec::new(),
+        };
+        jar.keep_denial(&cookies, "state-1", &denial);
+        assert!(jar.kept_denial(&cookies, "state-2").is_none());
+        let kept = jar.kept_denial(&cookies, "state-1").unwrap();
+        assert_eq!(kept.message.len(), MAX_DENIAL_TEXT);
+        assert_eq!(kept.contact.as_deref(), Some("admins"));
+        assert!(
+            jar.kept_denial(&cookies, "state-1").is_some(),
+            "kept for a second reload"
+        );
+        let cookie = cookies.get(DENIAL_COOKIE).unwrap();
+        assert_eq!(cookie.path(), Some(routes::CALLBACK));
+
+        jar.store_login(&cookies, &sample("st", 1));
+        let max_age = cookies.get("bridge_login_st").unwrap().max_age().unwrap();
+        assert_eq!(max_age.whole_seconds(), 600 + 30 * 60);
     }
 
     #[test]

@@ -25,20 +25,39 @@ pub async fn start(
 }
 
 /// `GET /callback?code=..&state=..`: finish the login this browser's cookie holds for the
-/// returned `state` and send the signed answer to Discourse.
+/// returned `state` and send the signed answer to Discourse. A refusal is kept in the browser
+/// for that `state`, so reloading the (spent) callback URL shows the same reason again.
 pub async fn callback(
     State(state): State<AppState>,
     cookies: Cookies,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response, AppError> {
-    let in_flight = params
-        .state
+    let returned = params.state.clone();
+    let in_flight = returned
         .as_deref()
         .and_then(|returned| state.cookies.take_login(&cookies, returned));
-    let finished = state
+    if in_flight.is_none()
+        && let Some(denial) = returned
+            .as_deref()
+            .and_then(|returned| state.cookies.kept_denial(&cookies, returned))
+    {
+        tracing::debug!("access-denied page shown again");
+        return Err(AppError::Denied(denial));
+    }
+    let finished = match state
         .login
         .finish(in_flight, params, state.clock.now())
-        .await?;
+        .await
+    {
+        Ok(finished) => finished,
+        Err(AppError::Denied(denial)) => {
+            if let Some(returned) = returned.as_deref() {
+                state.cookies.keep_denial(&cookies, returned, &denial);
+            }
+            return Err(AppError::Denied(denial));
+        }
+        Err(other) => return Err(other),
+    };
     state
         .cookies
         .set_session(&cookies, &finished.session_id, finished.session_lifetime);

@@ -1,6 +1,6 @@
 //! Logout's HTTP edge: `POST /backchannel-logout` (Back-Channel Logout 1.0 §2.5, answers per
-//! §2.8), `GET /logout` and `GET /logged-out` (RP-Initiated Logout 1.0). Each handler extracts,
-//! calls the logout service ([`crate::logout`]) once and responds.
+//! §2.8), `GET /logout`, `GET /switch-account` and `GET /logged-out` (RP-Initiated Logout 1.0).
+//! Each handler extracts, calls the logout service ([`crate::logout`]) once and responds.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -99,17 +99,47 @@ impl IntoResponse for BackchannelError {
 
 /// `GET /logout` (Discourse's `logout_redirect`): forget the bridge session and, when the IdP
 /// supports it, send the browser to its `end_session_endpoint` with `id_token_hint`.
-pub async fn start(State(state): State<AppState>, cookies: Cookies) -> Result<Response, AppError> {
-    let session_id = state.cookies.take_session(&cookies);
+pub async fn start(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    end_sessions(&state, &cookies, &headers, false).await
+}
+
+/// `GET /switch-account` ("Use another account" on the access-denied page): like `/logout`,
+/// and once the IdP has ended its session `/logged-out` starts a new login at the forum, so the
+/// IdP asks which account to use instead of logging the same one in silently again.
+pub async fn switch_account(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    end_sessions(&state, &cookies, &headers, true).await
+}
+
+async fn end_sessions(
+    state: &AppState,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    then_log_in: bool,
+) -> Result<Response, AppError> {
+    let session_id = state.cookies.take_session(cookies);
     match state.logout.start(session_id, state.clock.now()).await? {
         LogoutStart::AtIdp {
             redirect,
             state: logout_state,
         } => {
-            state.cookies.set_logout_state(&cookies, &logout_state);
+            state.cookies.set_logout_state(cookies, &logout_state);
+            if then_log_in {
+                state.cookies.set_switch_account(cookies);
+            }
             found(redirect.as_str())
         }
-        LogoutStart::Done => Ok(logged_out_page(&state, false)),
+        LogoutStart::Done if then_log_in => {
+            Ok(logged_out_page(state, headers, LoggedOut::SwitchManually))
+        }
+        LogoutStart::Done => Ok(logged_out_page(state, headers, LoggedOut::ForumOnly)),
     }
 }
 
@@ -119,27 +149,60 @@ pub struct LoggedOutParams {
     state: Option<String>,
 }
 
-/// `GET /logged-out`: check the `state` we sent, then confirm the logout.
+/// `GET /logged-out`: when the `state` we sent comes back, confirm the logout at the IdP (or,
+/// for "Use another account", start a new login at the forum). Without it (a reload, a
+/// bookmark, a forged link) the page still shows, claiming nothing about the IdP.
 pub async fn finished(
     State(state): State<AppState>,
     cookies: Cookies,
+    headers: HeaderMap,
     Query(params): Query<LoggedOutParams>,
 ) -> Result<Response, AppError> {
     let expected = state.cookies.take_logout_state(&cookies);
-    state
+    let switch = state.cookies.take_switch_account(&cookies);
+    if !state
         .logout
-        .finished(expected.as_deref(), params.state.as_deref())?;
-    Ok(logged_out_page(&state, true))
+        .finished(expected.as_deref(), params.state.as_deref())
+    {
+        if params.state.is_some() {
+            tracing::info!("logout return without this browser's state: nothing confirmed");
+        }
+        return Ok(logged_out_page(&state, &headers, LoggedOut::Unconfirmed));
+    }
+    if switch {
+        tracing::info!("identity provider session ended: starting a login with another account");
+        return found(state.forum_login_url.as_str());
+    }
+    Ok(logged_out_page(&state, &headers, LoggedOut::Everywhere))
 }
 
-fn logged_out_page(state: &AppState, idp_logged_out: bool) -> Response {
+/// What the logged-out page says.
+#[derive(Debug, Clone, Copy)]
+enum LoggedOut {
+    /// The IdP confirmed the end of its session (our `state` came back).
+    Everywhere,
+    /// Only the forum (the IdP has no end-session endpoint).
+    ForumOnly,
+    /// A reload or a bookmark: nothing to confirm, nothing claimed beyond the forum.
+    Unconfirmed,
+    /// "Use another account" without an end-session endpoint: the person must log out at the
+    /// IdP themselves.
+    SwitchManually,
+}
+
+fn logged_out_page(state: &AppState, headers: &HeaderMap, what: LoggedOut) -> Response {
+    let message = match what {
+        LoggedOut::Everywhere => "logged-out-everywhere",
+        LoggedOut::ForumOnly => "logged-out-forum",
+        LoggedOut::Unconfirmed => "logged-out-unconfirmed",
+        LoggedOut::SwitchManually => "switch-account-manual",
+    };
+    let lang = state.pages.language(headers);
     state.pages.respond(
         "logged_out.html",
         StatusCode::OK,
-        minijinja::context! {
-            forum_url => state.config.discourse.url.as_str(),
-            idp_logged_out => idp_logged_out,
-        },
+        &lang,
+        minijinja::context! { message => message },
     )
 }
 

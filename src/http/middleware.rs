@@ -12,7 +12,7 @@ use rand::Rng as _;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::{MakeSpan, OnResponse};
 
-use crate::error::ErrorPage;
+use crate::error::{AppError, ErrorPage, NextStep};
 use crate::http::state::AppState;
 
 /// Header carrying the request id in and out.
@@ -92,7 +92,8 @@ impl<B> OnResponse<B> for LogResponse {
     }
 }
 
-/// Turns an error into its page, then adds the security headers.
+/// Turns an error into its page (in the language `Accept-Language` asks for), then adds the
+/// security headers. A bare 405 from the router becomes the same page as every other error.
 pub async fn finish_response(
     State(state): State<AppState>,
     request: Request,
@@ -104,46 +105,75 @@ pub async fn finish_response(
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let lang = state.pages.language(request.headers());
     let mut response = next.run(request).await;
-    if let Some(page) = response.extensions_mut().remove::<ErrorPage>() {
-        response = error_page(&state, page, &request_id);
+    let page = match response.extensions_mut().remove::<ErrorPage>() {
+        Some(page) => Some(page),
+        None if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED => {
+            Some(AppError::MethodNotAllowed.describe())
+        }
+        None => None,
+    };
+    if let Some(page) = page {
+        // The page replaces the response, but not what it says to the browser: the cookies
+        // the handler set or removed (a spent login, a kept denial) and `Allow` for 405.
+        let kept: Vec<(header::HeaderName, HeaderValue)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| **name == header::SET_COOKIE || **name == header::ALLOW)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        response = error_page(&state, page, &request_id, &lang);
+        for (name, value) in kept {
+            response.headers_mut().append(name, value);
+        }
     }
     add_security_headers(&state, &mut response);
     response
 }
 
 /// Renders the [`ErrorPage`] attached by `AppError` as HTML, logging the cause exactly once.
-fn error_page(state: &AppState, page: ErrorPage, request_id: &str) -> Response {
+fn error_page(state: &AppState, page: ErrorPage, request_id: &str, lang: &str) -> Response {
     if page.status.is_server_error() {
         tracing::error!(reason = page.reason, cause = %page.cause, "request failed");
     } else {
         tracing::warn!(reason = page.reason, cause = %page.cause, "request refused");
     }
     metrics::counter!("bridge_request_errors_total", "reason" => page.reason).increment(1);
+    let login_url = state.forum_login_url.as_str();
+    let switch_account_url = state.config.switch_account_url();
     let context = minijinja::context! {
-        title => page.title,
-        message => page.message,
+        kind => page.kind,
+        reason => page.refusal,
         contact => page.contact,
+        minutes => page.minutes,
+        retry_after => page.retry_after,
         status => page.status.as_u16(),
         request_id => request_id,
-        forum_login_url => state.forum_login_url.as_str(),
+        try_again_url => (page.next == NextStep::TryAgain).then_some(login_url),
+        log_in_again_url => (page.next == NextStep::LogInAgain).then_some(login_url),
+        switch_account_url => (page.next == NextStep::SwitchAccount)
+            .then_some(switch_account_url.as_str()),
     };
-    let body = match state.pages.render("error.html", context) {
+    let body = match state.pages.render("error.html", lang, context) {
         Ok(html) => Html(html).into_response().into_body(),
         Err(e) => {
             tracing::error!(error = %e, "error page template failed");
-            Body::from(format!("{} (request id {request_id})\n", page.title))
+            Body::from(format!("{} (request id {request_id})\n", page.status))
         }
     };
     let mut rendered = Response::new(body);
     *rendered.status_mut() = page.status;
-    rendered.headers_mut().insert(
+    let headers = rendered.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    rendered
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
+    if let Some(seconds) = page.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     rendered
 }
 

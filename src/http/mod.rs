@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
         &mut limiters,
     );
     let mut router = Router::new();
+    // `/metrics` is on the public listener only when `metrics_public` asks for it.
     if state.config.server.metrics_listen.is_none() {
         router = router.route(routes::METRICS, get(health::metrics));
     }
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
         .merge(backchannel_routes)
         .route(routes::LOGOUT, get(logout::start))
         .route(routes::LOGGED_OUT, get(logout::finished))
+        .route(routes::SWITCH_ACCOUNT, get(logout::switch_account))
         .route(routes::HEALTHZ, get(health::healthz))
         .route(routes::READYZ, get(health::readyz));
     let prefix = state.config.server.path_prefix.as_str();
@@ -113,6 +115,9 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
             middleware::finish_response,
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
+        // SCIM answers every error (oversized bodies included) in its own format and sets its
+        // own body limit, so it joins below the bridge's page and body-limit layers.
+        .merge(scim_routes(&state))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_secs(1)),
@@ -138,11 +143,19 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
     (router, limiters)
 }
 
+/// `/scim/v2` when `[scim]` is configured, otherwise no routes.
+fn scim_routes(state: &AppState) -> Router<AppState> {
+    match &state.scim {
+        Some(service) => crate::scim::router(service.clone()).with_state(()),
+        None => Router::new(),
+    }
+}
+
 /// The router of the separate metrics listener (`[server] metrics_listen`).
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route(routes::METRICS, get(health::metrics))
-        .fallback(not_found)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
 }
 
@@ -170,7 +183,9 @@ impl KeyExtractor for ClientIpKey {
 }
 
 /// Limits `routes` to `per_minute` requests per client, refilled evenly, with a minute's burst.
-/// Over the limit the client gets 429 with `Retry-After`. The limiter's sweep joins `limiters`.
+/// Over the limit the client gets the 429 error page with a `Retry-After` it can rely on: the
+/// limiter's wait rounded up to whole seconds (its own header rounds down, to 0 for waits under
+/// a second). The limiter's sweep joins `limiters`.
 fn rate_limited(
     routes: Router<AppState>,
     per_minute: u32,
@@ -190,7 +205,15 @@ fn rate_limited(
     let config = Arc::new(config);
     let limiter = config.limiter().clone();
     limiters.0.push(Box::new(move || limiter.retain_recent()));
-    routes.route_layer(GovernorLayer::new(config))
+    routes.route_layer(GovernorLayer::new(config).error_handler(|error| {
+        match error {
+            GovernorError::TooManyRequests { wait_time, .. } => AppError::RateLimited {
+                retry_after: wait_time.saturating_add(1),
+            }
+            .into_response(),
+            other => AppError::internal("rate limiter", Some(other.into())).into_response(),
+        }
+    }))
 }
 
 /// A 302 that no cache keeps (the target URL holds one-time values).
@@ -210,6 +233,7 @@ pub(crate) fn found(location: &str) -> Result<Response, AppError> {
         .into_response())
 }
 
-async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found\n").into_response()
+/// Every unknown path (including `/`): the styled 404 page.
+async fn not_found() -> AppError {
+    AppError::NotFound
 }

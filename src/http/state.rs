@@ -13,7 +13,7 @@ use crate::http::pages::Pages;
 use crate::login::LoginService;
 use crate::logout::LogoutService;
 use crate::oidc::provider::ProviderSlot;
-use crate::store::{self, LogoutStore};
+use crate::store::LogoutStore;
 
 /// Everything a request handler needs. Cheap to clone: one reference count, since every
 /// middleware layer and handler takes its own clone on every request.
@@ -50,6 +50,8 @@ pub struct SharedState {
     pub forum_login_url: String,
     /// The time of every request.
     pub clock: Clock,
+    /// SCIM provisioning, when `[scim]` is configured (and the admin API with it).
+    pub scim: Option<Arc<crate::scim::ScimService>>,
 }
 
 /// What `/readyz` reports.
@@ -80,7 +82,7 @@ impl AppState {
     /// The readiness report.
     pub async fn readiness(&self) -> Readiness {
         let discovery = self.provider.is_ready();
-        let pending = store::blocking(&self.store, |s| s.pending_count()).await;
+        let pending = self.store.pending_count().await;
         if let Ok(count) = pending {
             metrics::gauge!("bridge_relay_pending_jobs").set(count as f64);
         }

@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::login_writer::LoginWriter;
 use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::provider::{Provider, ProviderSlot, merge_claims};
-use crate::store::{CompletedLogin, LoginRecord, SessionRecord};
+use crate::store::{CompletedLogin, LoginRecord, LogoutStore, SessionRecord};
 
 /// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -41,7 +41,10 @@ pub struct LoginService {
     login_timeout: Duration,
     provider: ProviderSlot,
     mapping: Arc<LiveMapping>,
+    /// This replica's memory of used states: the fallback while the store fails.
     used_states: UsedStates,
+    /// Decides whether a login state was used, on every replica.
+    store: Arc<dyn LogoutStore>,
     logins: LoginWriter,
 }
 
@@ -83,11 +86,12 @@ pub struct LoginSettings {
 }
 
 impl LoginService {
-    /// The service over the shared provider, mapping and login writer.
+    /// The service over the shared provider, mapping, store and login writer.
     pub fn new(
         settings: LoginSettings,
         provider: ProviderSlot,
         mapping: Arc<LiveMapping>,
+        store: Arc<dyn LogoutStore>,
         logins: LoginWriter,
     ) -> Self {
         Self {
@@ -97,6 +101,7 @@ impl LoginService {
             provider,
             mapping,
             used_states: UsedStates::default(),
+            store,
             logins,
         }
     }
@@ -106,7 +111,10 @@ impl LoginService {
     pub fn start(&self, raw_query: &str, now: DateTime<Utc>) -> Result<Started, AppError> {
         let request = SsoRequest::verify(raw_query, &self.connect_secret)?;
         if !is_forum_sso_login(&request.return_sso_url, &self.sso_login_url) {
-            return Err(AppError::ForeignReturnUrl);
+            return Err(AppError::ForeignReturnUrl {
+                expected: self.sso_login_url.to_string(),
+                received: request.return_sso_url.chars().take(300).collect(),
+            });
         }
         let provider = self.provider()?;
         let authorization = provider.authorization_request();
@@ -141,14 +149,21 @@ impl LoginService {
         }
         let login = login.ok_or(AppError::UnknownLoginState)?;
         let valid_until = login.valid_until(self.login_timeout);
-        if !self
-            .used_states
-            .mark_used(&login.state, now.timestamp(), valid_until)
+        if !crate::store::mark_login_state_used(
+            self.store.as_ref(),
+            &self.used_states,
+            &login.state,
+            now,
+            valid_until,
+        )
+        .await
         {
             return Err(AppError::UnknownLoginState);
         }
         if login.is_expired(now.timestamp(), self.login_timeout) {
-            return Err(AppError::LoginExpired);
+            return Err(AppError::LoginExpired {
+                timeout: self.login_timeout,
+            });
         }
         if let Some(error) = params.error.as_deref() {
             return Err(AppError::IdpRefused {

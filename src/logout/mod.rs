@@ -1,7 +1,7 @@
 //! Logout in both directions as a service between the HTTP edge and the protocol core:
 //! - [`LogoutService::accept_backchannel`]: OpenID Connect Back-Channel Logout 1.0 §2.5–§2.8 —
-//!   validate the logout token, remember its `jti`, find the Discourse users of that IdP
-//!   session and queue their log-out through the relay into Discourse's admin API;
+//!   validate the logout token, find the Discourse users of that IdP session, and remember its
+//!   `jti` and queue their log-out (one transaction) for the relay into Discourse's admin API;
 //! - [`LogoutService::start`] and [`LogoutService::finished`]: RP-Initiated Logout 1.0 —
 //!   Discourse's `logout_redirect` sends the browser here and the bridge ends the IdP session
 //!   too, with the ID token it kept as `id_token_hint`.
@@ -21,7 +21,7 @@ use crate::login_writer::LoginWriter;
 use crate::oidc::logout_token::LogoutTokenError;
 use crate::oidc::provider::ProviderSlot;
 use crate::relay::RelayHandle;
-use crate::store::{self, LogoutStore, RelayJob, RelayReason, StoreError};
+use crate::store::{LogoutStore, RelayJob, RelayReason, StoreError};
 
 /// Why a back-channel logout request was not accepted. The HTTP edge answers each with its
 /// status and JSON body (§2.8): 400 `invalid_request`, or 5xx `temporarily_unavailable` so
@@ -107,41 +107,41 @@ impl LogoutService {
         let provider = self.provider.get().ok_or(BackchannelError::NotReady)?;
         let logout = provider.verify_logout_token(token, now).await?;
         let horizon = logout.replay_horizon(provider.logout_rules());
-        let (iss, jti) = (logout.iss.clone(), logout.jti.clone());
-        let fresh =
-            store::blocking(&self.store, move |s| s.remember_jti(&iss, &jti, horizon)).await?;
-        if !fresh {
+        // Logins still in the group commit's queue must be found too.
+        self.logins.flush().await;
+        let (iss, sub, sid) = (&logout.iss, logout.sub.as_deref(), logout.sid.as_deref());
+        let external_ids = self.store.resolve_external_ids(iss, sub, sid).await?;
+        if self.relay.is_none() && !external_ids.is_empty() {
+            tracing::warn!(
+                "logout relay is off (no discourse.api_key/api_username): Discourse sessions stay"
+            );
+        }
+        let jobs: Vec<RelayJob> = match &self.relay {
+            Some(_) => external_ids
+                .iter()
+                .map(|id| RelayJob::new(id.clone(), RelayReason::BackchannelLogout, now))
+                .collect(),
+            None => Vec::new(),
+        };
+        // The jti and the jobs are written together: a token answered with a 5xx is not yet
+        // remembered, so the IdP's retry is processed in full, never taken for a replay.
+        if !self
+            .store
+            .accept_logout(&logout.iss, &logout.jti, horizon, &jobs)
+            .await?
+        {
             tracing::info!(jti = %logout.jti, "replayed logout token ignored");
             return Ok(());
         }
-        // Logins still in the group commit's queue must be found too.
-        self.logins.flush().await;
-        let (iss, sub, sid) = (logout.iss.clone(), logout.sub.clone(), logout.sid.clone());
-        let external_ids = store::blocking(&self.store, move |s| {
-            s.resolve_external_ids(&iss, sub.as_deref(), sid.as_deref())
-        })
-        .await?;
+        if let Some(relay) = &self.relay {
+            relay.notify();
+        }
         tracing::info!(
             sub = logout.sub.as_deref().unwrap_or(""),
             sid_present = logout.sid.is_some(),
             users = external_ids.len(),
             "back-channel logout accepted"
         );
-        match &self.relay {
-            Some(relay) => {
-                for external_id in external_ids {
-                    let job = RelayJob::new(external_id, RelayReason::BackchannelLogout, now);
-                    relay.enqueue(job).await?;
-                }
-            }
-            None if !external_ids.is_empty() => {
-                tracing::warn!(
-                    "logout relay is off (no discourse.api_key/api_username): Discourse \
-                     sessions stay"
-                );
-            }
-            None => {}
-        }
         Ok(())
     }
 
@@ -155,12 +155,10 @@ impl LogoutService {
         let session = match session_id {
             Some(id) => {
                 self.logins.flush().await;
-                store::blocking(&self.store, move |s| s.take_session(&id, now))
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "could not read the bridge session");
-                        None
-                    })
+                self.store.take_session(&id, now).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the bridge session");
+                    None
+                })
             }
             None => None,
         };
@@ -196,19 +194,16 @@ impl LogoutService {
         })
     }
 
-    /// `GET /logged-out`: the IdP's return must carry the `state` this browser was sent with
-    /// (`expected`, from its cookie); compared in constant time.
-    pub fn finished(&self, expected: Option<&str>, returned: Option<&str>) -> Result<(), AppError> {
-        let matches = match (expected, returned) {
+    /// `GET /logged-out`: whether the IdP's return carries the `state` this browser was sent
+    /// with (`expected`, from its cookie), compared in constant time. Without it (a reload, a
+    /// bookmark, another browser) nothing about the IdP is confirmed, and nothing is refused
+    /// either: the page only informs.
+    pub fn finished(&self, expected: Option<&str>, returned: Option<&str>) -> bool {
+        match (expected, returned) {
             (Some(expected), Some(returned)) => {
                 bool::from(expected.as_bytes().ct_eq(returned.as_bytes()))
             }
             _ => false,
-        };
-        if matches {
-            Ok(())
-        } else {
-            Err(AppError::LogoutStateMismatch)
         }
     }
 }

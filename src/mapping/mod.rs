@@ -155,6 +155,15 @@ impl Mapper {
         })
     }
 
+    /// The first claim path `[groups] sources` names (`groups` by default): where SCIM
+    /// provisioning puts a user's group names so that they map as at login.
+    pub fn group_claim(&self) -> &str {
+        self.groups
+            .claim_paths()
+            .first()
+            .map_or("groups", claims::ClaimPath::as_str)
+    }
+
     /// Maps one login's merged claims.
     pub fn map(&self, claims: &Map<String, Value>) -> Outcome {
         let mut trace = Vec::new();

@@ -78,6 +78,14 @@ pub enum ProviderError {
         during: &'static str,
         problem: Cow<'static, str>,
     },
+    /// The token endpoint refused the authorization code with `invalid_grant` (RFC 6749 §5.2:
+    /// expired, already used, or not issued for this client and redirect): a property of this
+    /// login, not an outage, and a new login can succeed.
+    #[error("identity provider refused the authorization code (invalid_grant)")]
+    CodeRejected {
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl ProviderError {
@@ -420,6 +428,13 @@ impl Provider {
                 during: "token endpoint",
                 source: Box::new(e),
             },
+            openidconnect::RequestTokenError::ServerResponse(answer)
+                if *answer.error() == openidconnect::core::CoreErrorResponseType::InvalidGrant =>
+            {
+                ProviderError::CodeRejected {
+                    source: Box::new(e),
+                }
+            }
             _ => ProviderError::rejected("token endpoint", e),
         })?;
         let id_token = response

@@ -107,7 +107,7 @@ async fn store_commands_list_retry_and_drop_pending_relay_jobs() {
             job.next_attempt_at = later;
             job.attempts = 3;
             job.last_error = Some("discourse unavailable".to_owned());
-            ids.push(db.enqueue(&job).unwrap());
+            ids.push(db.enqueue(&job).await.unwrap());
         }
         (ids[0], ids[1])
     };

@@ -45,6 +45,7 @@ async fn the_binary_runs_unprivileged_from_documented_environment_only() {
     let forum = TestForum::start(ForumOptions::default()).await;
     let idp_port = free_port();
     let port = free_port();
+    let metrics_port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -79,6 +80,11 @@ async fn the_binary_runs_unprivileged_from_documented_environment_only() {
     let env = [
         ("BRIDGE_SERVER__LISTEN", format!("127.0.0.1:{port}")),
         ("BRIDGE_SERVER__PUBLIC_URL", base.clone()),
+        // Metrics have their own listener by default; this one is free.
+        (
+            "BRIDGE_SERVER__METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        ),
         ("BRIDGE_DISCOURSE__URL", forum.base_url().to_owned()),
         (
             "BRIDGE_DISCOURSE__CONNECT_SECRET_FILE",
@@ -170,7 +176,17 @@ async fn the_binary_runs_unprivileged_from_documented_environment_only() {
         "the store is in the data volume"
     );
 
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let public = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "not public by default"
+    );
+    let metrics = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
     assert!(text.contains("bridge_logins_completed_total 1"), "{text}");
     assert!(

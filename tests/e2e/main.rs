@@ -12,4 +12,8 @@ mod login;
 mod logout;
 mod mapping;
 mod ops;
+mod pages;
+mod replicas;
+mod scim;
+mod store_suite;
 mod support;

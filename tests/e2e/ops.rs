@@ -194,7 +194,10 @@ async fn metrics_can_move_to_their_own_listener() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let env = [("BRIDGE_SERVER__METRICS_LISTEN", address.as_str())];
+    let env = [
+        ("BRIDGE_SERVER__METRICS_LISTEN", address.as_str()),
+        ("BRIDGE_SERVER__METRICS_PUBLIC", "false"),
+    ];
     let bridge = TestBridge::start_with_env(&idp, &forum, "", &env).await;
     let client = reqwest::Client::new();
     let public = client.get(bridge.url("/metrics")).send().await.unwrap();

@@ -82,6 +82,7 @@ impl TestBridge {
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "{base}"
+metrics_public = true
 
 [discourse]
 url = "{forum_url}"

@@ -94,6 +94,10 @@ pub enum AdminEndpoint {
     ByExternal,
     LogOut,
     SyncSso,
+    /// `PUT /admin/users/{id}/suspend`
+    Suspend,
+    /// `PUT /admin/users/{id}/unsuspend`
+    Unsuspend,
     /// Matches every admin endpoint (for failure schedules).
     Any,
 }
@@ -127,6 +131,8 @@ pub struct ForumUser {
     pub name: Option<String>,
     /// The payload of the latest login or sync for this user.
     pub last_payload: BTreeMap<String, String>,
+    /// `(suspend_until, reason)` while suspended.
+    pub suspended: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -159,6 +165,10 @@ struct ForumState {
     admin_calls: Vec<AdminCall>,
     syncs: Vec<BTreeMap<String, String>>,
     failures: Vec<FailureRule>,
+    /// Admin API calls wait (unanswered) while this is set: a Discourse that hangs.
+    admin_held: bool,
+    /// Admin API calls waiting right now.
+    admin_waiting: usize,
 }
 
 type Shared = Arc<Mutex<ForumState>>;
@@ -192,6 +202,8 @@ impl TestForum {
             admin_calls: Vec::new(),
             syncs: Vec::new(),
             failures: Vec::new(),
+            admin_held: false,
+            admin_waiting: 0,
         }));
         let app = Router::new()
             .fallback(handle)
@@ -299,8 +311,27 @@ impl TestForum {
             email: None,
             name: None,
             last_payload: BTreeMap::new(),
+            suspended: None,
         });
         id
+    }
+
+    /// `(suspend_until, reason)` of a suspended user.
+    pub fn suspension(&self, user_id: u64) -> Option<(String, String)> {
+        self.lock()
+            .users
+            .iter()
+            .find(|u| u.id == user_id)
+            .and_then(|u| u.suspended.clone())
+    }
+
+    /// The forum's account with this `external_id`.
+    pub fn user(&self, external_id: &str) -> Option<ForumUser> {
+        self.lock()
+            .users
+            .iter()
+            .find(|u| u.external_id.as_deref() == Some(external_id))
+            .cloned()
     }
 
     /// The next `count` calls to `endpoint` are answered `status` (e.g. 503, 429) instead of
@@ -320,6 +351,16 @@ impl TestForum {
             status,
             remaining: None,
         });
+    }
+
+    /// While `held`, admin API calls get no answer (they wait, and are served once released).
+    pub fn hold_admin_calls(&self, held: bool) {
+        self.lock().admin_held = held;
+    }
+
+    /// Admin API calls waiting for `hold_admin_calls(false)`.
+    pub fn held_admin_calls(&self) -> usize {
+        self.lock().admin_waiting
     }
 
     pub fn clear_failures(&self) {
@@ -529,6 +570,13 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         || path.starts_with("/users/by-external/")
         || path.starts_with("/admin/")
     {
+        if lock(&state).admin_held {
+            lock(&state).admin_waiting += 1;
+            while lock(&state).admin_held {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lock(&state).admin_waiting -= 1;
+        }
         return admin(&state, &method, &path, query.as_deref(), &headers, &body);
     }
     match (method.clone(), path.as_str()) {
@@ -756,6 +804,7 @@ fn lookup_or_create_user(state: &mut ForumState, payload: &BTreeMap<String, Stri
         email,
         name: payload.get("name").cloned(),
         last_payload: payload.clone(),
+        suspended: None,
     });
     id
 }
@@ -829,18 +878,28 @@ fn admin_inner(state: &mut ForumState, call: &mut AdminCall) -> Response {
         .strip_prefix("/u/by-external/")
         .or_else(|| call.path.strip_prefix("/users/by-external/"))
         .map(str::to_owned);
-    let log_out_id = call
-        .path
-        .strip_prefix("/admin/users/")
-        .and_then(|rest| rest.strip_suffix("/log_out"))
-        .map(str::to_owned);
+    let user_action = |suffix: &str| {
+        call.path
+            .strip_prefix("/admin/users/")
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .map(str::to_owned)
+    };
+    let log_out_id = user_action("/log_out");
+    let suspend_id = user_action("/suspend");
+    let unsuspend_id = user_action("/unsuspend");
     call.endpoint = match (call.method.as_str(), &by_external, &log_out_id) {
         ("GET", Some(_), _) => AdminEndpoint::ByExternal,
         ("POST", _, Some(_)) => AdminEndpoint::LogOut,
+        ("PUT", _, _) if suspend_id.is_some() => AdminEndpoint::Suspend,
+        ("PUT", _, _) if unsuspend_id.is_some() => AdminEndpoint::Unsuspend,
         ("POST", _, _) if call.path == "/admin/users/sync_sso" => AdminEndpoint::SyncSso,
         _ => return json_response(StatusCode::NOT_FOUND, &not_found()),
     };
-    if let Some(id) = &log_out_id {
+    if let Some(id) = log_out_id
+        .as_ref()
+        .or(suspend_id.as_ref())
+        .or(unsuspend_id.as_ref())
+    {
         call.user_id = id.parse().ok();
     }
 
@@ -897,8 +956,55 @@ fn admin_inner(state: &mut ForumState, call: &mut AdminCall) -> Response {
             json_response(StatusCode::OK, &json!({ "success": "OK" }))
         }
         AdminEndpoint::SyncSso => sync_sso(state, call),
+        AdminEndpoint::Suspend | AdminEndpoint::Unsuspend => suspension(state, call),
         AdminEndpoint::Any => json_response(StatusCode::NOT_FOUND, &not_found()),
     }
+}
+
+/// `Admin::UsersController#suspend` and `#unsuspend`: `suspend_until` and `reason` are
+/// required (400 otherwise); suspending ends the user's sessions.
+fn suspension(state: &mut ForumState, call: &AdminCall) -> Response {
+    let Some(id) = call
+        .user_id
+        .filter(|id| state.users.iter().any(|u| u.id == *id))
+    else {
+        return json_response(StatusCode::NOT_FOUND, &not_found());
+    };
+    let params = rack_parse_query(&call.body).unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let suspended = if call.endpoint == AdminEndpoint::Suspend {
+        let (Some(until), Some(reason)) = (param("suspend_until"), param("reason")) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "errors": ["suspend_until and reason are required"] }),
+            );
+        };
+        if chrono::DateTime::parse_from_rfc3339(&until).is_err() {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "errors": ["suspend_until is not a date"] }),
+            );
+        }
+        for session in state.sessions.values_mut() {
+            if *session == Some(id) {
+                *session = None;
+            }
+        }
+        Some((until, reason))
+    } else {
+        None
+    };
+    if let Some(user) = state.users.iter_mut().find(|u| u.id == id) {
+        user.suspended = suspended;
+    }
+    json_response(StatusCode::OK, &json!({ "suspension": {} }))
 }
 
 /// `Admin::UsersController#sync_sso`: Rails decodes `sso` and `sig` once, then the controller

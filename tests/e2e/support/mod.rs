@@ -11,9 +11,11 @@
 
 pub mod bridge;
 pub mod browser;
+pub mod chromium;
 pub mod forum;
 pub mod idp;
 pub mod node;
+pub mod postgres;
 pub mod proxy;
 pub mod skip;
 pub mod tls;
