@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::layers::env_var_name;
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawScim};
 use super::settings::toml_value;
 use crate::mapping::GroupRule;
 
@@ -103,8 +103,15 @@ pub const KEYS: &[KeyDoc] = &[
     key(
         "server.metrics_listen",
         "IP address and port",
-        "A separate address for /metrics, e.g. 127.0.0.1:9090. Unset: /metrics is served on \
-         server.listen. Must not bind the same port as server.listen.",
+        "The address /metrics is served on, apart from the public one. Unset: 127.0.0.1:9090, \
+         unless metrics_public is set. In a container use 0.0.0.0:9090 and scrape the pod \
+         address. Must not bind the same port as server.listen.",
+    ),
+    key(
+        "server.metrics_public",
+        "boolean",
+        "Serve /metrics on server.listen instead of its own listener (leave metrics_listen \
+         unset then).",
     ),
     key(
         "server.outbound_proxy",
@@ -319,6 +326,55 @@ pub const KEYS: &[KeyDoc] = &[
          commit), between 0s and 10s. A crash loses at most this interval's login records; 0s \
          makes every login wait for its own durable commit.",
     ),
+    key(
+        "store.url",
+        "PostgreSQL URL (secret)",
+        "The shared store for several replicas: postgres://USER:PASSWORD@HOST:PORT/DATABASE?\
+         sslmode=MODE, sslmode one of verify-full, require or disable (required). When set, \
+         store.path is not used and every replica must name the same database. Unset: the \
+         embedded store.",
+    ),
+    key("store.url_file", FILE, "store.url read from this file."),
+    key(
+        "store.ca_file",
+        "path of a PEM file",
+        "A private CA that signed the PostgreSQL server's certificate. Only with store.url.",
+    ),
+    key(
+        "store.pool_size",
+        "integer, 1 to 1000",
+        "Most PostgreSQL connections one replica opens.",
+    ),
+    key(
+        "store.connect_timeout",
+        DURATION,
+        "Longest wait for a PostgreSQL connection (TCP, TLS and authentication, or a free \
+         pooled one).",
+    ),
+    key(
+        "store.query_timeout",
+        DURATION,
+        "Longest time one store call may take before it fails (a login keeps its records in \
+         memory; a back-channel logout is answered 500 so that the IdP retries).",
+    ),
+    key(
+        "store.login_buffer",
+        "integer",
+        "Most completed logins kept in memory while the store cannot be written; beyond it \
+         the oldest are dropped (bridge_store_logins_dropped_total).",
+    ),
+    key(
+        "store.relay_lease",
+        DURATION,
+        "How long a replica's relay worker holds a job it claimed before another replica may \
+         take it over; must exceed one delivery. At least 1s.",
+    ),
+    key(
+        "store.poll_interval",
+        DURATION,
+        "How often each relay worker looks for jobs it was not woken for (queued by another \
+         replica or a command, or whose lease ended).",
+    ),
     // [log]
     key(
         "log.format",
@@ -351,6 +407,42 @@ pub const KEYS: &[KeyDoc] = &[
         "limits.request_timeout",
         DURATION,
         "Longest time spent on one request; must be longer than oidc.http_timeout.",
+    ),
+    // [pages]
+    key(
+        "pages.forum_name",
+        "text, at most 80 characters",
+        "The forum's name, shown in every page's title and header. Unset: pages say \"Forum \
+         login\" and \"Back to the forum\".",
+    ),
+    key(
+        "pages.logo_url",
+        "https URL",
+        "The forum's logo, shown in the header. Unset: no logo.",
+    ),
+    key(
+        "pages.accent_color",
+        "#rgb or #rrggbb",
+        "Colour of buttons and the header rule; button text is black or white, whichever reads \
+         better. Unset: #0a66c2.",
+    ),
+    key(
+        "pages.templates_dir",
+        "directory path",
+        "A directory whose base.html, error.html and/or logged_out.html replace the bundled \
+         templates (see docs/pages.md); every template is rendered in every language at start \
+         and by check.",
+    ),
+    key(
+        "pages.locales_dir",
+        "directory path",
+        "A directory of <language>.ftl message files adding languages or replacing bundled \
+         messages (en, de, fr, es are bundled).",
+    ),
+    key(
+        "pages.default_language",
+        "language tag",
+        "The language used when Accept-Language names none of the available ones.",
     ),
     // [mapping]
     key(
@@ -576,6 +668,60 @@ pub const KEYS: &[KeyDoc] = &[
         "string",
         "Who to ask, shown on the page that refuses a login.",
     ),
+    // [scim]
+    key(
+        "scim.token",
+        "secret, at least 32 characters",
+        "Bearer token the identity provider sends to /scim/v2. [scim] switches SCIM on (see \
+         docs/scim.md); it needs token or token_file, and discourse.api_key.",
+    ),
+    key(
+        "scim.token_file",
+        "path of a file holding tokens",
+        "One token per line, all accepted (rotate by adding the new one first); lines starting \
+         with # are ignored. May be combined with scim.token.",
+    ),
+    key(
+        "scim.subject_attribute",
+        "SCIM attribute name",
+        "The SCIM attribute whose value is the user's subject (the external_id a login \
+         produces): externalId, id, userName, or an Enterprise extension attribute.",
+    ),
+    key(
+        "scim.subject_claim",
+        "claim name",
+        "The claim that value is put under; [mapping] external_id must read it (oid for Entra \
+         ID).",
+    ),
+    key(
+        "scim.email_verified",
+        "boolean",
+        "Whether pushed email addresses are sent as verified. Set false when users can change \
+         their own address in the IdP.",
+    ),
+    key(
+        "scim.on_deactivate",
+        "\"log_out\" or \"suspend\"",
+        "What deactivation (active false, DELETE, or a user [access] refuses) does besides \
+         logging the user out.",
+    ),
+    key("scim.suspend_for", DURATION, "Length of a suspension."),
+    key(
+        "scim.suspend_reason",
+        "text",
+        "Reason stored with a suspension.",
+    ),
+    key(
+        "scim.max_body_bytes",
+        "integer, at least 1024",
+        "Largest SCIM request body, in bytes; [limits] max_body_bytes does not apply to \
+         /scim/v2.",
+    ),
+    key(
+        "scim.max_results",
+        "integer, 1 to 10000",
+        "Largest page of a SCIM list.",
+    ),
 ];
 
 /// The environment variable that sets `key`, in the reference's words.
@@ -596,8 +742,13 @@ pub fn default_of(key: &str) -> Option<String> {
         Some(field) => (serde_json::to_value(GroupRule::default()).ok()?, field),
         None => {
             let (section, field) = key.split_once('.')?;
-            let sections = serde_json::to_value(RawConfig::default()).ok()?;
-            (sections.get(section)?.clone(), field)
+            if section == "scim" {
+                // Absent by default (SCIM off); its keys' defaults are those of an empty [scim].
+                (serde_json::to_value(RawScim::default()).ok()?, field)
+            } else {
+                let sections = serde_json::to_value(RawConfig::default()).ok()?;
+                (sections.get(section)?.clone(), field)
+            }
         }
     };
     // Serialization leaves out some fields at their default (an unset option, a false flag).
