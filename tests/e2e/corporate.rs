@@ -426,6 +426,8 @@ async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
         .env("NO_PROXY", "127.0.0.1")
         .env("BRIDGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("BRIDGE_SERVER__PUBLIC_URL", &base)
+        // Not the default metrics address, which a parallel test may hold.
+        .env("BRIDGE_SERVER__METRICS_PUBLIC", "true")
         .env("BRIDGE_DISCOURSE__URL", forum.base_url())
         .env("BRIDGE_DISCOURSE__CONNECT_SECRET", forum.sso_secret())
         .env("BRIDGE_DISCOURSE__API_KEY", forum.api_key())
