@@ -32,10 +32,12 @@ COPY --from=build /out/discourse-oidc-bridge /usr/local/bin/discourse-oidc-bridg
 COPY --from=build --chown=65532:65532 /out/data /data
 COPY config/bridge.example.toml /etc/discourse-oidc-bridge/bridge.example.toml
 USER 65532:65532
-WORKDIR /data
-ENV BRIDGE_CONFIG=/etc/discourse-oidc-bridge/bridge.toml \
-    BRIDGE_SERVER__LISTEN=0.0.0.0:8080 \
-    BRIDGE_STORE__PATH=/data
+# Relative paths in the configuration resolve against /, so the default [store] path ("data")
+# is the /data volume. Only the config file's location is set through the environment; every
+# key, including [server] listen (default 0.0.0.0:8080) and [store] path, keeps its documented
+# default and can be changed in the mounted file.
+WORKDIR /
+ENV BRIDGE_CONFIG=/etc/discourse-oidc-bridge/bridge.toml
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

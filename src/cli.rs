@@ -1,4 +1,6 @@
-//! Command-line interface (clap): `serve`, `check`, `explain`, `demo` and `healthcheck`.
+//! Command-line interface (clap): `serve`, `check`, `explain`, `demo`, `healthcheck`, `logout`,
+//! `sync`, the operator's `store` commands, and the generated `config reference` and
+//! `metrics reference`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,8 +14,10 @@ use crate::config;
 #[derive(Debug, Parser)]
 #[command(name = "discourse-oidc-bridge", version, about, long_about = None)]
 pub struct Cli {
-    /// Configuration file (TOML). Every key can be overridden with BRIDGE_<SECTION>__<KEY>.
-    #[arg(long, short, global = true, env = "BRIDGE_CONFIG", value_name = "FILE")]
+    /// Configuration file (TOML); without it, BRIDGE_CONFIG names the file, and an empty or
+    /// unset BRIDGE_CONFIG means the environment alone. Every key can be overridden with
+    /// BRIDGE_<SECTION>__<KEY>.
+    #[arg(long, short, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -67,7 +71,9 @@ pub enum Command {
         external_id: String,
     },
     /// Push a user's mapped payload to Discourse (POST /admin/users/sync_sso), so profile and
-    /// group changes apply without waiting for a login. Needs the admin API key.
+    /// group changes apply without waiting for a login. Needs the admin API key. Exit 0 when
+    /// synced, 3 when the mapping denies the user (nothing is sent), 1 when Discourse refused,
+    /// 2 for a bad config or claims file.
     Sync {
         /// JSON file with the user's claims, as for `explain`.
         #[arg(long, value_name = "CLAIMS.json")]
@@ -79,6 +85,52 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Operate the store's logout relay queue: list, retry now, or drop pending jobs. Run it
+    /// where the bridge runs (same [store] path), e.g. with `docker exec`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Configuration documentation generated from the code.
+    Config {
+        #[command(subcommand)]
+        command: ReferenceCommand,
+    },
+    /// Metrics documentation generated from the code.
+    Metrics {
+        #[command(subcommand)]
+        command: ReferenceCommand,
+    },
+}
+
+/// `config reference` / `metrics reference`.
+#[derive(Debug, Subcommand)]
+pub enum ReferenceCommand {
+    /// Print the reference as Markdown (what docs/configuration.md and docs/metrics.md hold).
+    Reference,
+}
+
+/// `store ...`: the logout relay queue.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List the pending logout relay jobs, earliest due first.
+    List,
+    /// Attempt the given jobs (or all) now, from this process; needs the admin API key.
+    Retry {
+        /// Job ids as `store list` shows them.
+        ids: Vec<u64>,
+        /// Every pending job.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Give up the given jobs (or all) without delivering them; they count as given up.
+    Drop {
+        /// Job ids as `store list` shows them.
+        ids: Vec<u64>,
+        /// Every pending job.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 fn write_out(text: &str) {
@@ -89,9 +141,16 @@ fn write_err(text: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
+/// The environment variable naming the config file when `--config` is not given.
+pub const CONFIG_VARIABLE: &str = "BRIDGE_CONFIG";
+
 /// Runs the parsed command and returns the process exit code.
 pub fn run(mut cli: Cli) -> ExitCode {
-    // An empty BRIDGE_CONFIG means "no file": configure from the environment alone.
+    // BRIDGE_CONFIG is read here rather than by clap, which refuses an empty value: an empty
+    // (or unset) BRIDGE_CONFIG means "no file", configure from the environment alone.
+    if cli.config.is_none() {
+        cli.config = std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from);
+    }
     if cli
         .config
         .as_ref()
@@ -121,6 +180,19 @@ pub fn run(mut cli: Cli) -> ExitCode {
         Command::Explain { claims, json } => explain(cli.config, &claims, json),
         Command::Logout { external_id } => with_runtime(logout(cli.config, external_id)),
         Command::Sync { claims } => with_runtime(sync(cli.config, &claims)),
+        Command::Store { command } => with_runtime(store_command(cli.config, command)),
+        Command::Config {
+            command: ReferenceCommand::Reference,
+        } => {
+            write_out(&config::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Metrics {
+            command: ReferenceCommand::Reference,
+        } => {
+            write_out(&crate::metrics_catalog::markdown());
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -592,6 +664,173 @@ async fn logout(path: Option<PathBuf>, external_id: String) -> ExitCode {
     run().await.unwrap_or_else(|code| code)
 }
 
+/// Opens the configured store (PostgreSQL when `[store] url` is set, else the embedded one),
+/// reporting failure (exit 1).
+fn open_store(
+    config: &config::Config,
+) -> Result<std::sync::Arc<dyn crate::store::LogoutStore>, ExitCode> {
+    crate::store::open(&config.store).map_err(|e| {
+        write_err(&format!("cannot open the store: {e}\n"));
+        ExitCode::FAILURE
+    })
+}
+
+/// Every pending relay job, earliest due first.
+async fn pending_jobs(
+    store: &dyn crate::store::LogoutStore,
+) -> Result<Vec<(crate::store::RelayJobId, crate::store::RelayJob)>, ExitCode> {
+    store.list_pending().await.map_err(|e| {
+        write_err(&format!("store error: {e}\n"));
+        ExitCode::FAILURE
+    })
+}
+
+/// The pending jobs `ids` names (all with `all`); unknown ids are an error (exit 2).
+async fn select_jobs(
+    store: &dyn crate::store::LogoutStore,
+    ids: &[u64],
+    all: bool,
+) -> Result<Vec<(crate::store::RelayJobId, crate::store::RelayJob)>, ExitCode> {
+    if ids.is_empty() && !all {
+        write_err("name the job ids (see `store list`) or give --all\n");
+        return Err(ExitCode::from(2));
+    }
+    let jobs = pending_jobs(store).await?;
+    if all {
+        return Ok(jobs);
+    }
+    let unknown: Vec<String> = ids
+        .iter()
+        .filter(|id| !jobs.iter().any(|(job_id, _)| job_id == *id))
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        write_err(&format!(
+            "no pending job with id {} (delivered, dropped or never queued)\n",
+            unknown.join(", ")
+        ));
+        return Err(ExitCode::from(2));
+    }
+    Ok(jobs
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id))
+        .collect())
+}
+
+async fn store_command(path: Option<PathBuf>, command: StoreCommand) -> ExitCode {
+    use crate::relay::{JobOutcome, Relay, RelaySettings};
+    let run = async || -> Result<ExitCode, ExitCode> {
+        let config = load_or_report(path.as_deref())?;
+        match command {
+            StoreCommand::List => {
+                let store = open_store(&config)?;
+                let jobs = pending_jobs(store.as_ref()).await?;
+                let given_up = store.given_up_count().await.unwrap_or_default();
+                let mut text = format!(
+                    "{} pending logout relay job(s); {given_up} given up over the store's life\n",
+                    jobs.len()
+                );
+                if !jobs.is_empty() {
+                    text.push_str(
+                        "id\texternal_id\treason\tqueued\tattempts\tnext attempt\tlast error\n",
+                    );
+                }
+                for (id, job) in &jobs {
+                    text.push_str(&format!(
+                        "{id}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        job.external_id,
+                        job.reason.as_str(),
+                        job.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        job.attempts,
+                        job.next_attempt_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        job.last_error.as_deref().unwrap_or("-")
+                    ));
+                }
+                write_out(&text);
+                Ok(ExitCode::SUCCESS)
+            }
+            StoreCommand::Drop { ids, all } => {
+                let store = open_store(&config)?;
+                let jobs = select_jobs(store.as_ref(), &ids, all).await?;
+                for (id, job) in &jobs {
+                    store.give_up(*id).await.map_err(|e| {
+                        write_err(&format!("store error: {e}\n"));
+                        ExitCode::FAILURE
+                    })?;
+                    write_out(&format!("dropped job {id} ({})\n", job.external_id));
+                }
+                if jobs.is_empty() {
+                    write_out("no pending jobs\n");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            StoreCommand::Retry { ids, all } => {
+                let api = admin_api(&config)?;
+                let store = open_store(&config)?;
+                let jobs = select_jobs(store.as_ref(), &ids, all).await?;
+                let now = chrono::Utc::now();
+                for (id, job) in &jobs {
+                    store
+                        .reschedule(
+                            *id,
+                            now,
+                            job.attempts,
+                            job.last_error.as_deref().unwrap_or(""),
+                        )
+                        .await
+                        .map_err(|e| {
+                            write_err(&format!("store error: {e}\n"));
+                            ExitCode::FAILURE
+                        })?;
+                }
+                let relay = Relay::new(
+                    store.clone(),
+                    api,
+                    RelaySettings::from_config(&config.logout, &config.store),
+                );
+                let outcomes = relay.run_due(now).await.map_err(|e| {
+                    write_err(&format!("store error: {e}\n"));
+                    ExitCode::FAILURE
+                })?;
+                let mut failed = false;
+                for (id, outcome) in outcomes {
+                    let line = match outcome {
+                        JobOutcome::LoggedOut { user_id } => {
+                            format!("job {id}: logged out Discourse user {user_id}")
+                        }
+                        JobOutcome::Applied { user_id } => {
+                            format!("job {id}: applied to Discourse user {user_id}")
+                        }
+                        JobOutcome::NoSuchUser => {
+                            format!("job {id}: no Discourse user has this external_id; done")
+                        }
+                        JobOutcome::Retrying { next_attempt_at } => {
+                            failed = true;
+                            format!("job {id}: failed again; next attempt {next_attempt_at}")
+                        }
+                        JobOutcome::GivenUp => {
+                            failed = true;
+                            format!("job {id}: given up (refused by Discourse or too old)")
+                        }
+                    };
+                    write_out(&format!("{line}\n"));
+                }
+                if jobs.is_empty() {
+                    write_out("no pending jobs\n");
+                }
+                Ok(if failed {
+                    ExitCode::from(75)
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+        }
+    };
+    run().await.unwrap_or_else(|code| code)
+}
+
 async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
     let run = async || -> Result<ExitCode, ExitCode> {
         let config = load_or_report(path.as_deref())?;
@@ -601,6 +840,7 @@ async fn sync(path: Option<PathBuf>, claims: &std::path::Path) -> ExitCode {
             Ok(mapped) => mapped.payload,
             denied @ Err(_) => {
                 write_out(&crate::mapping::explain::render_text(&denied));
+                write_err("not synced: the mapping denies this user (exit code 3)\n");
                 return Ok(ExitCode::from(3));
             }
         };
@@ -636,7 +876,7 @@ async fn serve(path: Option<PathBuf>) -> ExitCode {
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        config_sha256 = %config.source.sha256,
+        config_identity = %config.source.identity(),
         listen = %config.server.listen,
         "starting"
     );

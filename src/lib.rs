@@ -25,6 +25,7 @@ pub mod login;
 pub mod login_writer;
 pub mod logout;
 pub mod mapping;
+pub mod metrics_catalog;
 pub mod oidc;
 pub mod outbound;
 pub mod problem;

@@ -697,6 +697,12 @@ mod tests {
         ) -> Result<(), crate::store::StoreError> {
             self.store.give_up(id).await
         }
+        async fn list_pending(
+            &self,
+        ) -> Result<Vec<(crate::store::RelayJobId, crate::store::RelayJob)>, crate::store::StoreError>
+        {
+            self.store.list_pending().await
+        }
         async fn pending_count(&self) -> Result<u64, crate::store::StoreError> {
             self.store.pending_count().await
         }

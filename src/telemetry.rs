@@ -213,6 +213,7 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
                 )
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
+            crate::metrics_catalog::describe_all();
             metrics::gauge!(
                 "bridge_build_info",
                 "version" => env!("CARGO_PKG_VERSION")

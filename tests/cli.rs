@@ -44,7 +44,7 @@ fn config_with_mapping(dir: &tempfile::TempDir, idp: &str) -> PathBuf {
 }
 
 #[test]
-fn check_accepts_the_example_configuration() {
+fn check_refuses_the_example_placeholders_until_real_secrets_are_given() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bridge.example.toml");
     let out = bin()
         .arg("check")
@@ -52,12 +52,72 @@ fn check_accepts_the_example_configuration() {
         .arg(&example)
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "discourse.connect_secret",
+        "oidc.client_secret",
+        "session.secret",
+    ] {
+        assert!(
+            report.contains(&format!("error: {key}: is a placeholder")),
+            "{key}:\n{report}"
+        );
+    }
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        !report.contains("change-me"),
+        "values are never printed:\n{report}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK"));
+
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&example)
+        .env(
+            "BRIDGE_DISCOURSE__CONNECT_SECRET",
+            "3c1f0e5d9a8b7c6d5e4f3a2b1c0d9e8f",
+        )
+        .env(
+            "BRIDGE_OIDC__CLIENT_SECRET",
+            "Zq8-real-client-secret-from-the-idp",
+        )
+        .env(
+            "BRIDGE_SESSION__SECRET",
+            "7e3d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d",
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.starts_with("OK"), "{report}");
+    // The file's values were replaced, and check says so for each.
+    assert!(
+        report.contains(
+            "warning: discourse.connect_secret in the config file is replaced by environment \
+             variable BRIDGE_DISCOURSE__CONNECT_SECRET"
+        ),
+        "{report}"
+    );
+}
+
+/// The committed references are exactly what the commands print.
+#[test]
+fn committed_references_match_the_commands() {
+    for (args, file) in [
+        (["config", "reference"], "docs/configuration.md"),
+        (["metrics", "reference"], "docs/metrics.md"),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert!(out.status.success());
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            printed == committed,
+            "{file} is out of date: run `cargo run -- {} > {file}`",
+            args.join(" ")
+        );
+    }
 }
 
 #[test]
@@ -169,6 +229,35 @@ fn explain_exits_2_for_a_bad_configuration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("groups.mode"));
+}
+
+#[test]
+fn an_empty_bridge_config_means_the_environment_alone() {
+    let out = Command::new(env!("CARGO_BIN_EXE_discourse-oidc-bridge"))
+        .arg("check")
+        .env("BRIDGE_CONFIG", "")
+        .env("BRIDGE_SERVER__PUBLIC_URL", "https://login.example.com")
+        .env("BRIDGE_DISCOURSE__URL", "https://forum.example.com")
+        .env(
+            "BRIDGE_DISCOURSE__CONNECT_SECRET",
+            "an-example-discourse-connect-secret",
+        )
+        .env("BRIDGE_OIDC__ISSUER", "https://idp.example.com")
+        .env("BRIDGE_OIDC__CLIENT_ID", "discourse")
+        .env("BRIDGE_OIDC__CLIENT_SECRET", "an-example-client-secret")
+        .env(
+            "BRIDGE_SESSION__SECRET",
+            "an-example-session-secret-of-at-least-32-bytes",
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.starts_with("OK: environment only"), "{report}");
 }
 
 #[test]

@@ -65,9 +65,118 @@ fn secret_file(content: &str) -> std::io::Result<tempfile::NamedTempFile> {
     Ok(file)
 }
 
+/// Real-looking secrets for the example file, whose own are placeholders.
+fn real_secrets() -> Vec<(String, String)> {
+    env(&[
+        (
+            "BRIDGE_DISCOURSE__CONNECT_SECRET",
+            "3c1f0e5d9a8b7c6d5e4f3a2b1c0d9e8f",
+        ),
+        (
+            "BRIDGE_OIDC__CLIENT_SECRET",
+            "Zq8-real-client-secret-from-the-idp",
+        ),
+        (
+            "BRIDGE_SESSION__SECRET",
+            "7e3d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d",
+        ),
+    ])
+}
+
+#[test]
+fn the_example_file_refuses_its_placeholder_secrets() {
+    let result = load_from(Some(&example_path()), no_env());
+    let lines = problems(result);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (line, key) in lines.iter().zip([
+        "discourse.connect_secret",
+        "oidc.client_secret",
+        "session.secret",
+    ]) {
+        assert!(
+            line.starts_with(&format!("{key}: is a placeholder")),
+            "{line}"
+        );
+        assert!(!line.contains("change-me"), "{line}");
+    }
+}
+
+#[test]
+fn placeholders_are_refused_from_secret_files_too() {
+    let file = secret_file("CHANGE-ME\n").unwrap();
+    let text = VALID.replace(
+        "secret = \"0123456789abcdef0123456789abcdef-session\"",
+        &format!("secret_file = \"{}\"", file.path().display()),
+    );
+    assert_eq!(keys(&load_from_str(&text, no_env())), ["session.secret"]);
+}
+
+#[test]
+fn an_environment_variable_replacing_a_file_key_is_warned_about() {
+    let text = format!("{VALID}\n[store]\npath = \"/var/lib/bridge\"\n")
+        .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:8095\"\n");
+    let config = load_from_str(
+        &text,
+        env(&[
+            ("BRIDGE_SERVER__LISTEN", "0.0.0.0:8080"),
+            ("BRIDGE_STORE__PATH", "/data"),
+            ("BRIDGE_OIDC__CLIENT_ID", "bridge"),
+            ("BRIDGE_LOG__LEVEL", "debug"),
+        ]),
+    )
+    .unwrap();
+    let overridden: Vec<(&str, &str)> = config
+        .source
+        .env_overrides
+        .iter()
+        .map(|o| (o.key.as_str(), o.variable.as_str()))
+        .collect();
+    assert_eq!(
+        overridden,
+        [
+            ("server.listen", "BRIDGE_SERVER__LISTEN"),
+            ("store.path", "BRIDGE_STORE__PATH"),
+        ]
+    );
+    let warnings = config.warnings();
+    assert!(
+        warnings.iter().any(|w| w
+            == "server.listen in the config file is replaced by environment variable \
+                BRIDGE_SERVER__LISTEN: the file's value is not used"),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn the_config_identity_covers_settings_but_no_secret() {
+    let base = load_from_str(VALID, no_env()).unwrap();
+    let other_secret = load_from_str(
+        VALID,
+        env(&[(
+            "BRIDGE_OIDC__CLIENT_SECRET",
+            "a-different-client-secret-9876",
+        )]),
+    )
+    .unwrap();
+    let other_limit =
+        load_from_str(VALID, env(&[("BRIDGE_LIMITS__LOGIN_PER_MINUTE", "7")])).unwrap();
+    assert_eq!(base.source.identity().len(), 64);
+    assert_eq!(base.source.identity(), other_secret.source.identity());
+    assert_ne!(base.source.identity(), other_limit.source.identity());
+    assert_eq!(
+        base.source.settings.get("oidc.client_secret"),
+        Some("\"(secret)\"")
+    );
+    let (report, _) = check_report(&Ok(base.clone()));
+    assert!(
+        report.contains(&format!("config identity {}", base.source.identity())),
+        "{report}"
+    );
+}
+
 #[test]
 fn the_example_file_loads_and_checks_ok() {
-    let result = load_from(Some(&example_path()), no_env());
+    let result = load_from(Some(&example_path()), real_secrets());
     let (report, ok) = check_report(&result);
     assert!(ok, "{report}");
     assert!(report.starts_with("OK: "), "{report}");
@@ -85,7 +194,7 @@ fn the_example_file_loads_and_checks_ok() {
         Some(example_path().as_path())
     );
     assert_eq!(config.source.sha256.len(), 64);
-    // The example leaves the admin API unset, so the relay-off warning is the one to expect.
+    // The example leaves the admin API unset, so the relay-off warning is expected.
     assert!(
         report.contains("warning: the logout relay is off"),
         "{report}"
@@ -758,7 +867,12 @@ fn warnings_point_out_risky_but_valid_settings() {
         ]),
     )
     .unwrap();
-    let warnings = config.warnings();
+    // The two keys VALID writes and the environment replaces are warned about first.
+    let all = config.warnings();
+    let (overrides, warnings): (Vec<String>, Vec<String>) = all
+        .into_iter()
+        .partition(|w| w.contains("is replaced by environment variable"));
+    assert_eq!(overrides.len(), 2, "{overrides:#?}");
     assert_eq!(warnings.len(), 4, "{warnings:#?}");
     assert!(warnings[0].starts_with("server.public_url uses http://"));
     assert!(warnings[1].starts_with("the logout relay is off"));
@@ -766,7 +880,7 @@ fn warnings_point_out_risky_but_valid_settings() {
     assert!(warnings[3].starts_with("server.trusted_proxies trusts every address"));
     let (report, ok) = check_report(&Ok(config));
     assert!(ok);
-    assert_eq!(report.matches("\nwarning: ").count(), 4, "{report}");
+    assert_eq!(report.matches("\nwarning: ").count(), 6, "{report}");
 }
 
 /// Issue 15, fault 4: behind a proxy the bridge does not trust, every user has the proxy's
@@ -823,6 +937,32 @@ fn invalid_toml_is_one_problem_naming_the_file() {
         problems(missing)[0].split(": ").take(2).collect::<Vec<_>>(),
         ["/nonexistent/bridge.toml", "cannot read the config file"]
     );
+}
+
+#[test]
+fn an_empty_variable_unsets_any_key_whatever_its_type() {
+    let text = VALID.replace("[server]\n", "[server]\nlisten = \"127.0.0.1:8095\"\n");
+    let config = load_from_str(
+        &format!("{text}\n[limits]\nlogin_per_minute = 5\n"),
+        env(&[
+            ("BRIDGE_SERVER__LISTEN", ""),
+            ("BRIDGE_LIMITS__LOGIN_PER_MINUTE", " "),
+            ("BRIDGE_OIDC__USERINFO", ""),
+        ]),
+    )
+    .unwrap();
+    // The defaults, not the file's values and not a type error.
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.limits.login_per_minute, 600);
+    assert_eq!(config.oidc.userinfo, UserinfoMode::Auto);
+    // A required key unset this way is missing, and the message says which variable did it.
+    let lines = problems(load_from_str(VALID, env(&[("BRIDGE_OIDC__ISSUER", "")])));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oidc.issuer: is required"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("BRIDGE_OIDC__ISSUER"), "{lines:?}");
 }
 
 #[test]

@@ -169,7 +169,10 @@ fn google_workspace_hosted_domain() {
 
 #[test]
 fn entra_group_object_ids_and_overage() {
-    assert_eq!(check_idp("entra"), ["member", "overage"]);
+    assert_eq!(
+        check_idp("entra"),
+        ["member", "no-edov", "no-mailbox", "overage"]
+    );
 }
 
 #[test]

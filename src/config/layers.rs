@@ -3,8 +3,8 @@
 //! remembers where it came from, so that a problem can name the file or the variable.
 //!
 //! Environment values are kept as strings (converted to a boolean or number only where the key
-//! needs one), except that a value written as `[a, b]` is read as a TOML-style array. Secrets are
-//! always taken verbatim.
+//! needs one), except that a value written as `[a, b]` is read as a TOML-style array, and an
+//! empty value, which unsets the key. Secrets are always taken verbatim.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,19 @@ fn table_reaches(table: &Dict, path: &[String]) -> bool {
 pub(crate) struct Layers {
     pub(crate) table: Dict,
     pub(crate) provenance: Provenance,
+    /// File keys an environment variable replaced with a different value.
+    pub(crate) overrides: Vec<EnvOverride>,
+}
+
+/// A key written in the config file whose value an environment variable replaced (with a
+/// different value), e.g. `server.listen` by `BRIDGE_SERVER__LISTEN`: `serve` and `check` warn
+/// about each, so that a file edit that has no effect does not go unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// Dotted key as written in the file (for a secret, the form the file used).
+    pub key: String,
+    /// The environment variable that replaced it.
+    pub variable: String,
 }
 
 /// Parses the config file's text. `file` names it in messages.
@@ -201,6 +214,7 @@ pub(crate) fn merge(
         .collect();
     variables.sort();
 
+    let mut overrides = Vec::new();
     for (name, text) in variables {
         let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
         let path: Vec<String> = rest
@@ -216,6 +230,29 @@ pub(crate) fn merge(
             continue;
         }
         let value = env_value(&path, &text);
+        let replaced_in_file = std::iter::once(path.clone())
+            .chain(secret_sibling(&path))
+            .find(|key| match lookup(&provenance.file_table, key) {
+                Some(Value::String(_, written)) => *written != text,
+                Some(_) => true,
+                None => false,
+            });
+        if let Some(key) = replaced_in_file {
+            overrides.push(EnvOverride {
+                key: dotted(&key),
+                variable: name.clone(),
+            });
+        }
+        if text.trim().is_empty() {
+            // An empty value unsets the key (and a secret's other form): the file's value is
+            // dropped and the key's default applies, or a required key is reported missing.
+            remove(&mut table, &path);
+            if let Some(sibling) = secret_sibling(&path) {
+                remove(&mut table, &sibling);
+            }
+            provenance.env.push((path, name));
+            continue;
+        }
         if let Some(sibling) = secret_sibling(&path) {
             // The environment replaces the file's secret in whichever form the file gave it;
             // both forms set in the environment stay a problem for validation to report.
@@ -233,7 +270,24 @@ pub(crate) fn merge(
         }
         provenance.env.push((path, name));
     }
-    Layers { table, provenance }
+    Layers {
+        table,
+        provenance,
+        overrides,
+    }
+}
+
+/// The value at `path` in `table`, if there is one.
+fn lookup<'a>(table: &'a Dict, path: &[String]) -> Option<&'a Value> {
+    let (last, parents) = path.split_last()?;
+    let mut current = table;
+    for segment in parents {
+        match current.get(segment)? {
+            Value::Dict(_, inner) => current = inner,
+            _ => return None,
+        }
+    }
+    current.get(last)
 }
 
 fn is_secret(path: &[String]) -> bool {

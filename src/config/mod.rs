@@ -12,8 +12,8 @@
 //! Values from the environment are strings, read as a boolean (`true/false`, `yes/no`, `on/off`,
 //! `1/0`) or number where the key needs one. A list is given either as a TOML-style array
 //! (`[openid, email]`) or as one string of items separated by commas or spaces
-//! (`openid,email groups`). An empty value counts as unset, so a variable can clear an optional
-//! key written in the file. Secrets are taken verbatim.
+//! (`openid,email groups`). An empty value unsets the key: the file's value is dropped and the
+//! default applies (a required key is then reported missing). Secrets are taken verbatim.
 //!
 //! Secrets (`discourse.connect_secret`, `discourse.api_key`, `oidc.client_secret`, `store.url`,
 //! `session.secret`) may instead be read from a file named by `<key>_file`, with one trailing
@@ -26,6 +26,8 @@ pub mod live;
 pub mod mapping_file;
 mod pages;
 mod raw;
+pub mod reference;
+mod settings;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -39,7 +41,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -51,8 +53,9 @@ use crate::outbound::{ClientIdentity, OutboundSettings};
 use crate::routes;
 
 pub use crate::problem::ConfigProblem;
-pub use layers::env_var_name;
+pub use layers::{EnvOverride, env_var_name};
 pub use pages::{MAX_FORUM_NAME_CHARS, PagesConfig, Rgb};
+pub use settings::Settings;
 pub use validate::MAX_LOGIN_TIMEOUT;
 
 /// The validated configuration the running bridge uses.
@@ -82,10 +85,21 @@ pub struct Config {
 pub struct ConfigSource {
     /// The config file, `None` when everything came from the environment.
     pub path: Option<PathBuf>,
-    /// Lowercase hex SHA-256 of the file's bytes (of no bytes when there is no file), so that
-    /// operators can tell which version of the file a running bridge uses. The environment is
-    /// not hashed: it holds secrets, and the digest is shown on `/readyz`.
+    /// Lowercase hex SHA-256 of the file's bytes (of no bytes when there is no file), used to
+    /// notice that the file changed. Never shown: the file may hold secrets. What identifies a
+    /// configuration to operators is [`Settings::identity`].
     pub sha256: String,
+    /// Every key's value after layering, secrets masked.
+    pub settings: Settings,
+    /// Keys written in the file whose value an environment variable replaced.
+    pub env_overrides: Vec<EnvOverride>,
+}
+
+impl ConfigSource {
+    /// The identity of these settings (see [`Settings::identity`]).
+    pub fn identity(&self) -> String {
+        self.settings.identity()
+    }
 }
 
 /// `[server]`
@@ -123,7 +137,7 @@ pub struct ServerConfig {
 }
 
 /// The base list of trusted certificate authorities (`server.trust_store`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustStore {
     /// The Mozilla root list built into the binary (webpki-roots).
@@ -164,7 +178,7 @@ impl DiscourseConfig {
 /// How the bridge authenticates to the IdP's token endpoint (`oidc.token_auth_method`:
 /// `auto`, `client_secret_basic`, `client_secret_post`, `private_key_jwt`, `tls_client_auth` or
 /// `none`; OpenID Connect Core §9, RFC 8705 §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
     /// Pick from discovery (`token_endpoint_auth_methods_supported`), preferring basic. Needs a
@@ -212,9 +226,21 @@ pub enum UserinfoMode {
     Always,
     /// Never: the ID token's claims are all there is.
     Never,
-    /// Only when a claim the mapping reads is absent from the ID token (IdPs that put every
-    /// claim in the ID token, such as Keycloak, Google and Entra ID, then cost one request less).
+    /// Only when a claim the mapping reads is absent from the ID token: a request less when
+    /// the ID token has every claim the rules read (not with the default `avatar_url =
+    /// "picture"` at Keycloak or Entra ID, whose ID tokens lack `picture`).
     Auto,
+}
+
+/// Written back the way it is read: `true`, `false` or `"auto"`.
+impl Serialize for UserinfoMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UserinfoMode::Always => serializer.serialize_bool(true),
+            UserinfoMode::Never => serializer.serialize_bool(false),
+            UserinfoMode::Auto => serializer.serialize_str("auto"),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for UserinfoMode {
@@ -341,7 +367,7 @@ pub struct StoreConfig {
 }
 
 /// Log output format (`log.format`: `text` or `json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -469,7 +495,7 @@ fn load_layers(
             message,
         )])
     };
-    let (source, file_table) = match file {
+    let (mut source, file_table) = match file {
         Some((path, bytes)) => {
             let text =
                 std::str::from_utf8(bytes).map_err(|_| file_problem(path, "is not UTF-8 text"))?;
@@ -477,6 +503,8 @@ fn load_layers(
             let source = ConfigSource {
                 path: Some(path.to_path_buf()),
                 sha256: hex::encode(Sha256::digest(bytes)),
+                settings: Settings::default(),
+                env_overrides: Vec::new(),
             };
             (source, Some((path, table)))
         }
@@ -484,6 +512,8 @@ fn load_layers(
             ConfigSource {
                 path: None,
                 sha256: hex::encode(Sha256::digest([])),
+                settings: Settings::default(),
+                env_overrides: Vec::new(),
             },
             None,
         ),
@@ -491,7 +521,11 @@ fn load_layers(
 
     let mut problems = Vec::new();
     let merged = layers::merge(file_table, env, &mut problems);
+    source.env_overrides = merged.overrides.clone();
     let raw = layers::deserialize(merged.table, &mut problems);
+    if let Some(raw) = &raw {
+        source.settings = Settings::from_raw(raw);
+    }
     // A key that could not be read was dropped and took its default; what validation then says
     // about that key (usually "is required") is a consequence, not a second problem.
     // An unreadable `<secret>_file` key likewise leaves its secret "missing".
@@ -617,6 +651,13 @@ impl Config {
     /// Things that are allowed but probably wrong, for `check` and the startup log.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        for overridden in &self.source.env_overrides {
+            warnings.push(format!(
+                "{} in the config file is replaced by environment variable {}: the file's value \
+                 is not used",
+                overridden.key, overridden.variable
+            ));
+        }
         for (key, url, consequence) in [
             (
                 "server.public_url",
@@ -705,7 +746,10 @@ pub fn check_report(result: &Result<Config, ConfigErrors>) -> (String, bool) {
                 Some(path) => path.display().to_string(),
                 None => "environment only".to_owned(),
             };
-            let mut report = format!("OK: {source} (sha256 {})", config.source.sha256);
+            let mut report = format!(
+                "OK: {source} (config identity {})",
+                config.source.identity()
+            );
             if let Some(key) = &config.oidc.client_key {
                 let mut jwk = key.public_jwk.clone();
                 if let Some(fields) = jwk.as_object_mut() {

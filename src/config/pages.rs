@@ -6,14 +6,14 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// Longest accepted `forum_name`, in characters.
 pub const MAX_FORUM_NAME_CHARS: usize = 80;
 
 /// `[pages]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawPages {
     pub(crate) forum_name: Option<String>,

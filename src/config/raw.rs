@@ -7,15 +7,15 @@ use std::fmt;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{LogFormat, TokenAuthMethod, TrustStore, UserinfoMode};
 use crate::mapping::{AccessConfig, GroupsConfig, MappingConfig};
 
 /// The whole file. Every section may be left out; required keys are reported by validation so
 /// that a missing section and a missing key give the same kind of message.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawConfig {
     pub(crate) server: RawServer,
@@ -35,7 +35,7 @@ pub(crate) struct RawConfig {
 }
 
 /// `[server]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawServer {
     pub(crate) listen: String,
@@ -75,7 +75,7 @@ impl Default for RawServer {
 }
 
 /// `[discourse]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawDiscourse {
     pub(crate) url: Option<String>,
@@ -88,7 +88,7 @@ pub(crate) struct RawDiscourse {
 }
 
 /// `[oidc]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawOidc {
     pub(crate) issuer: Option<String>,
@@ -137,7 +137,7 @@ impl Default for RawOidc {
 }
 
 /// `[session]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawSession {
     pub(crate) secret: Option<RawSecret>,
@@ -156,7 +156,7 @@ impl Default for RawSession {
 }
 
 /// `[logout]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLogout {
     pub(crate) strict_typ: bool,
@@ -179,7 +179,7 @@ impl Default for RawLogout {
 }
 
 /// `[store]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawStore {
     pub(crate) path: PathBuf,
@@ -214,7 +214,7 @@ impl Default for RawStore {
 }
 
 /// `[log]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLog {
     pub(crate) format: LogFormat,
@@ -231,7 +231,7 @@ impl Default for RawLog {
 }
 
 /// `[limits]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLimits {
     pub(crate) login_per_minute: u32,
@@ -254,7 +254,7 @@ impl Default for RawLimits {
 }
 
 /// `[scim]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawScim {
     pub(crate) token: Option<RawSecret>,
@@ -296,6 +296,17 @@ impl fmt::Debug for RawSecret {
         f.write_str("RawSecret([REDACTED])")
     }
 }
+
+/// A secret serializes as a fixed marker, so that nothing built from the raw configuration (the
+/// settings listing, the configuration identity) ever holds or hashes its value.
+impl Serialize for RawSecret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(SECRET_MARKER)
+    }
+}
+
+/// What a secret's value is shown as.
+pub(crate) const SECRET_MARKER: &str = "(secret)";
 
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -1223,18 +1223,74 @@ fn secret(
 ) -> SecretInput {
     let file = file.filter(|path| !path.as_os_str().is_empty());
     let inline = inline.filter(|secret| !secret.0.expose_secret().is_empty());
-    match (inline, file) {
+    let given = match (inline, file) {
         (Some(_), Some(_)) => {
             let short = key.rsplit('.').next().unwrap_or(key);
             found.add(
                 key,
                 format!("is set both directly and as {short}_file; set only one of them"),
             );
-            SecretInput::Broken
+            return SecretInput::Broken;
         }
         (Some(RawSecret(secret)), None) => SecretInput::Given(secret),
         (None, Some(path)) => read_secret_file(key, &path, found),
         (None, None) => SecretInput::Missing,
+    };
+    match given {
+        SecretInput::Given(secret) if is_placeholder(secret.expose_secret()) => {
+            found.add(
+                key,
+                format!(
+                    "is a placeholder (a value from an example or template), not a real \
+                     secret; {}",
+                    secret_hint(key)
+                ),
+            );
+            SecretInput::Broken
+        }
+        other => other,
+    }
+}
+
+/// Values written in examples and templates to be replaced: refused wherever a secret is read,
+/// so a copied example can never run with a published secret.
+const PLACEHOLDER_PREFIXES: [&str; 7] = [
+    "change-me",
+    "change_me",
+    "changeme",
+    "replace-me",
+    "replace_me",
+    "placeholder",
+    "example-",
+];
+/// Whole values refused for the same reason (compared ignoring case).
+const PLACEHOLDER_VALUES: [&str; 6] = ["secret", "password", "changeit", "todo", "xxx", "none"];
+
+/// Whether `value` is a known placeholder: one of the values or prefixes above, or one
+/// character repeated (`xxxxxxxxxx`, `0000000000`).
+pub(crate) fn is_placeholder(value: &str) -> bool {
+    let lower = value.trim().to_ascii_lowercase();
+    let mut chars = lower.chars();
+    let repeated = chars
+        .next()
+        .is_some_and(|first| lower.chars().count() > 1 && chars.all(|c| c == first));
+    repeated
+        || PLACEHOLDER_VALUES.contains(&lower.as_str())
+        || PLACEHOLDER_PREFIXES
+            .iter()
+            .any(|prefix| lower.starts_with(prefix))
+}
+
+/// Where the real value of a secret comes from.
+fn secret_hint(key: &str) -> &'static str {
+    match key {
+        "discourse.connect_secret" => {
+            "use the value of Discourse's discourse_connect_secret setting (generate one with \
+             `openssl rand -hex 32` and set it on both sides)"
+        }
+        "discourse.api_key" => "create an admin API key in Discourse (Admin > API > New key)",
+        "oidc.client_secret" => "copy the client secret from the identity provider",
+        _ => "generate one with `openssl rand -hex 32`",
     }
 }
 
@@ -1463,6 +1519,28 @@ mod tests {
                  list scopes in oidc.scopes instead",
             ]
         );
+    }
+
+    #[test]
+    fn placeholders_are_recognised_and_real_secrets_are_not() {
+        for placeholder in [
+            "change-me-to-the-discourse-connect-secret",
+            "CHANGEME",
+            "placeholder-replaced-by-compose",
+            "example-discourse-admin-api-key",
+            "xxxxxxxxxxxxxxxx",
+            "0000000000",
+            " secret ",
+        ] {
+            assert!(is_placeholder(placeholder), "{placeholder}");
+        }
+        for real in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "discourse-connect-secret-0123",
+            "a",
+        ] {
+            assert!(!is_placeholder(real), "{real}");
+        }
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub struct Readiness {
     pub store: bool,
     /// Logout relay jobs waiting for delivery (when the store answers).
     pub relay_pending: Option<u64>,
-    pub config_sha256: String,
+    /// Identity of the configuration in force (a hash of its settings without secrets, see
+    /// [`crate::config::Settings::identity`]): changes when a reload applies something, not
+    /// when the file changes only keys that need a restart. `check` prints a file's identity.
+    pub config_identity: String,
 }
 
 impl AppState {
@@ -89,7 +92,7 @@ impl AppState {
             discovery_error: self.provider.last_error(),
             store: pending.is_ok(),
             relay_pending: pending.ok(),
-            config_sha256: self.mapping.config_sha256(),
+            config_identity: self.mapping.config_identity(),
         }
     }
 }

@@ -207,9 +207,12 @@ impl LoginService {
             ),
             None => None,
         };
-        let mapped = mapper.map_with(&claims, graph.as_ref()).inspect_err(|_| {
-            metrics::counter!("bridge_logins_denied_total").increment(1);
-        })?;
+        let mapped = mapper
+            .map_with(&claims, graph.as_ref())
+            .inspect_err(|denial| {
+                metrics::counter!("bridge_logins_denied_total", "rule" => denial.rule.clone())
+                    .increment(1);
+            })?;
         let mut payload = mapped.payload;
         payload.set(Field::Nonce, login.discourse_nonce);
         let external_id = payload

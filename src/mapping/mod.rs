@@ -336,12 +336,25 @@ impl Mapper {
                         "mapping.email_verified",
                         format!("{note}; policy \"require\" refuses the login"),
                     ));
-                    refusals.push((
-                        "mapping.email_verified".to_owned(),
+                    let flag_absent = f
+                        .email_verified_claim
+                        .as_ref()
+                        .is_some_and(|path| path.lookup(claims).is_none());
+                    let message = if flag_absent {
+                        // Nothing the user does at the IdP can add the flag: this is the
+                        // configuration's to fix, so the page says so and what to change.
+                        "The identity provider does not say whether your email address is \
+                         verified, so the forum cannot accept it. This is not something you can \
+                         fix: please pass this message on to the forum's administrators. (For \
+                         them: in the bridge's [mapping] section, email_verified_claim must name \
+                         the claim that carries the address's verification, e.g. xms_edov for \
+                         Entra ID, and accounts without a mailbox need synthetic_email rather \
+                         than an address taken from another claim such as preferred_username.)"
+                    } else {
                         "Your email address is not verified at the identity provider. Verify it \
                          there, then log in again."
-                            .to_owned(),
-                    ));
+                    };
+                    refusals.push(("mapping.email_verified".to_owned(), message.to_owned()));
                     false
                 }
             };

@@ -23,7 +23,7 @@ pub use service::ScimService;
 
 /// What deactivation (`active: false`, `DELETE`, or an access-policy denial) does besides
 /// logging the user out of Discourse (`scim.on_deactivate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDeactivate {
     /// Log out only (`POST /admin/users/{id}/log_out`).

@@ -353,6 +353,10 @@ pub trait LogoutStore: Send + Sync + std::fmt::Debug {
     /// Removes a job that will never be delivered, counting it in [`Self::given_up_count`].
     async fn give_up(&self, id: RelayJobId) -> Result<(), StoreError>;
 
+    /// Every job not yet completed or given up, leased or not, earliest due first (then by id),
+    /// for the operator's `store list|retry|drop`. The relay itself uses [`Self::claim_due`].
+    async fn list_pending(&self) -> Result<Vec<(RelayJobId, RelayJob)>, StoreError>;
+
     /// Jobs not yet completed or given up.
     async fn pending_count(&self) -> Result<u64, StoreError>;
 

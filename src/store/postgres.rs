@@ -1042,6 +1042,42 @@ impl LogoutStore for PgStore {
         .await
     }
 
+    async fn list_pending(&self) -> Result<Vec<(RelayJobId, RelayJob)>, StoreError> {
+        self.ready().await?;
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT id, external_id, reason, created_at, attempts, next_attempt_at, \
+                     last_error, payload FROM bridge_relay_jobs ORDER BY next_attempt_at, id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[]).await?;
+            let mut pending = Vec::with_capacity(rows.len());
+            for row in rows {
+                let reason: String = row.try_get(2)?;
+                let attempts: i32 = row.try_get(4)?;
+                pending.push((
+                    job_id(row.try_get(0)?),
+                    RelayJob {
+                        external_id: row.try_get(1)?,
+                        reason: RelayReason::from_name(&reason).ok_or(StoreError::Corrupt {
+                            table: "bridge_relay_jobs",
+                            detail: "unknown reason".to_owned(),
+                        })?,
+                        created_at: row.try_get(3)?,
+                        attempts: u32::try_from(attempts).unwrap_or(0),
+                        next_attempt_at: row.try_get(5)?,
+                        last_error: row.try_get(6)?,
+                        payload: row.try_get(7)?,
+                    },
+                ));
+            }
+            Ok(pending)
+        })
+        .await
+    }
+
     async fn pending_count(&self) -> Result<u64, StoreError> {
         self.ready().await?;
         self.bounded(async {

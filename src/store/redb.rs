@@ -489,6 +489,19 @@ impl Embedded {
         Ok(())
     }
 
+    fn list_pending(&self) -> Result<Vec<(RelayJobId, RelayJob)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RELAY_JOBS)?;
+        let mut pending = Vec::new();
+        for entry in table.iter()? {
+            let (id, value) = entry?;
+            let job: StoredJob = decode("relay_jobs", value.value())?;
+            pending.push((id.value(), RelayJob::from(job)));
+        }
+        pending.sort_by_key(|(id, job)| (job.next_attempt_at, *id));
+        Ok(pending)
+    }
+
     fn pending_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(RELAY_JOBS)?.len()?)
@@ -883,6 +896,10 @@ impl LogoutStore for RedbStore {
 
     async fn give_up(&self, id: RelayJobId) -> Result<(), StoreError> {
         self.run(move |db| db.give_up(id)).await
+    }
+
+    async fn list_pending(&self) -> Result<Vec<(RelayJobId, RelayJob)>, StoreError> {
+        self.run(Embedded::list_pending).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

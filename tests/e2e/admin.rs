@@ -1,6 +1,7 @@
 //! The admin commands as deprovisioning scripts use them, run as the real binary against the
 //! Discourse stand-in: `logout --external-id` (through the durable relay) and `sync --claims`
-//! (`POST /admin/users/sync_sso` with a strictly encoded payload).
+//! (`POST /admin/users/sync_sso` with a strictly encoded payload), and the `store` commands that
+//! list, retry and drop pending logout relay jobs.
 
 use std::process::Command;
 
@@ -86,6 +87,80 @@ async fn sync_command_pushes_the_mapped_payload() {
     assert_eq!(
         syncs[0].get("name").map(String::as_str),
         Some("Grace Hopper ~ COBOL")
+    );
+}
+
+#[tokio::test]
+async fn store_commands_list_retry_and_drop_pending_relay_jobs() {
+    use discourse_oidc_bridge::store::{LogoutStore, RedbStore, RelayJob, RelayReason};
+
+    let forum = TestForum::start(ForumOptions::default()).await;
+    let user_id = forum.seed_user("employee-9", "bea");
+    let store = tempfile::tempdir().unwrap();
+    // Two jobs waiting for a retry far in the future, as after Discourse was unreachable.
+    let (first, second) = {
+        let db = RedbStore::open(store.path()).unwrap();
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let mut ids = Vec::new();
+        for external_id in ["employee-9", "employee-10"] {
+            let mut job = RelayJob::new(external_id, RelayReason::BackchannelLogout, later);
+            job.next_attempt_at = later;
+            job.attempts = 3;
+            job.last_error = Some("discourse unavailable".to_owned());
+            ids.push(db.enqueue(&job).await.unwrap());
+        }
+        (ids[0], ids[1])
+    };
+    let run = |args: Vec<String>| {
+        let store = store.path().to_owned();
+        let forum = TestForumHandle::from(&forum);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            forum.run(&store, &args)
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+
+    let out = run(args(&["store", "list"])).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listing.starts_with("2 pending"), "{listing}");
+    assert!(listing.contains(&format!("{first}\temployee-9\tbackchannel_logout")));
+    assert!(listing.contains("discourse unavailable"), "{listing}");
+
+    // Retry one now: delivered from the command, the other stays queued.
+    let out = run(args(&["store", "retry", &first.to_string()]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(forum.successful_log_outs(), vec![user_id]);
+
+    // An id that is no longer pending is a usage error; dropping the other empties the queue.
+    let out = run(args(&["store", "drop", &first.to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(args(&["store", "drop", &second.to_string()]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(args(&["store", "list"])).await.unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listing.starts_with("0 pending logout relay job(s); 1 given up"),
+        "{listing}"
     );
 }
 

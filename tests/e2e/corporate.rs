@@ -425,6 +425,8 @@ async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
         // Metrics have their own listener by default; give it a free port of its own.
         .env("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .env("BRIDGE_SERVER__PUBLIC_URL", &base)
+        // Not the default metrics address, which a parallel test may hold.
+        .env("BRIDGE_SERVER__METRICS_PUBLIC", "true")
         .env("BRIDGE_DISCOURSE__URL", forum.base_url())
         .env("BRIDGE_DISCOURSE__CONNECT_SECRET", forum.sso_secret())
         .env("BRIDGE_DISCOURSE__API_KEY", forum.api_key())

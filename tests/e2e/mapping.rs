@@ -125,7 +125,7 @@ async fn a_mapping_edit_is_applied_live_and_a_broken_edit_changes_nothing() {
             .json()
             .await
             .unwrap();
-        body["config_sha256"].as_str().unwrap().to_owned()
+        body["config_identity"].as_str().unwrap().to_owned()
     };
     let original_hash = readyz().await;
     assert_eq!(original_hash.len(), 64);

@@ -214,3 +214,70 @@ async fn metrics_can_move_to_their_own_listener() {
     assert_eq!(private.status(), StatusCode::OK);
     assert!(private.text().await.unwrap().contains("bridge_build_info"));
 }
+
+/// A reload applies [mapping], [groups] and [access] and nothing else: `/readyz`'s identity
+/// follows what is in force, not the file, and a secret never enters it.
+#[tokio::test]
+async fn a_reload_changes_the_identity_only_for_what_it_applies() {
+    use discourse_oidc_bridge::app::Application;
+    use discourse_oidc_bridge::config::load_from;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let base = format!(
+        r#"
+[server]
+public_url = "https://login.example.com"
+[discourse]
+url = "https://forum.example.com"
+connect_secret = "reload-test-connect-secret-0123"
+[oidc]
+issuer = "https://idp.example.com"
+client_id = "bridge"
+client_secret = "reload-test-client-secret-0123"
+[session]
+secret = "{SESSION_SECRET}"
+[store]
+path = "{}"
+"#,
+        dir.path().join("data").display()
+    );
+    std::fs::write(&path, &base).unwrap();
+    let config = load_from(Some(&path), Vec::new()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::with_listener(config, listener).unwrap();
+    let state = app.state();
+    let started = state.readiness().await.config_identity;
+    assert_eq!(
+        started,
+        load_from(Some(&path), Vec::new())
+            .unwrap()
+            .source
+            .identity()
+    );
+
+    // Only restart keys (a limit, a secret) changed: applied nothing, identity unchanged.
+    let restart_only = format!("{base}[limits]\nlogin_per_minute = 7\n").replace(
+        "reload-test-client-secret-0123",
+        "another-client-secret-4567",
+    );
+    std::fs::write(&path, &restart_only).unwrap();
+    assert!(state.mapping.reload());
+    assert_eq!(state.readiness().await.config_identity, started);
+
+    // A live key changed: the identity is that of the running settings plus the new rules,
+    // which is the file's identity once the restart keys are back as they started.
+    let live = format!("{base}[access]\ncontact = \"it-help@example.com\"\n");
+    std::fs::write(&path, format!("{live}[limits]\nlogin_per_minute = 7\n")).unwrap();
+    assert!(state.mapping.reload());
+    let reloaded = state.readiness().await.config_identity;
+    assert_ne!(reloaded, started);
+    std::fs::write(&path, &live).unwrap();
+    assert_eq!(
+        reloaded,
+        load_from(Some(&path), Vec::new())
+            .unwrap()
+            .source
+            .identity()
+    );
+}

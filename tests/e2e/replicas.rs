@@ -206,6 +206,8 @@ fn replica_env(
         ("BRIDGE_STORE__CONNECT_TIMEOUT", "2s".to_owned()),
         ("BRIDGE_STORE__QUERY_TIMEOUT", "5s".to_owned()),
         ("BRIDGE_LOG__FORMAT", "json".to_owned()),
+        // Three replicas on one host cannot all take the default metrics address.
+        ("BRIDGE_SERVER__METRICS_PUBLIC", "true".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -285,6 +285,46 @@ async fn jobs_go_through_claim_reschedule_complete_and_give_up(store: Store) {
     assert_eq!(store.pending_count().await.unwrap(), 0);
 }
 
+async fn pending_jobs_are_listed_earliest_first_leased_or_not(store: Store) {
+    assert!(store.list_pending().await.unwrap().is_empty());
+    let late = store.enqueue(&job("ext-late", 50)).await.unwrap();
+    let early = store
+        .enqueue(&RelayJob::new(
+            "ext-early",
+            RelayReason::AdminCommand,
+            at(10),
+        ))
+        .await
+        .unwrap();
+    // A leased job is still pending, and listing claims nothing.
+    let claimed = store.claim_due(at(10), 1, LEASE, "w1").await.unwrap();
+    assert_eq!(claimed[0].id, early);
+    store.reschedule(late, at(60), 2, "HTTP 502").await.unwrap();
+    let listed = store.list_pending().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![early, late]
+    );
+    assert_eq!(listed[0].1.reason, RelayReason::AdminCommand);
+    assert_eq!(listed[1].1.external_id, "ext-late");
+    assert_eq!(listed[1].1.attempts, 2);
+    assert_eq!(listed[1].1.next_attempt_at, at(60));
+    assert_eq!(listed[1].1.created_at, at(50));
+    assert_eq!(listed[1].1.last_error.as_deref(), Some("HTTP 502"));
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+    store.give_up(early).await.unwrap();
+    assert_eq!(
+        store
+            .list_pending()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        vec![late]
+    );
+}
+
 async fn a_lease_keeps_a_job_until_it_ends_and_then_lets_another_worker_take_it(store: Store) {
     let id = store.enqueue(&job("ext-a", 0)).await.unwrap();
     let held = store.claim_due(at(0), 10, LEASE, "dies").await.unwrap();
@@ -533,7 +573,7 @@ macro_rules! cases {
     };
 }
 
-fn cases() -> [(&'static str, Case); 13] {
+fn cases() -> [(&'static str, Case); 14] {
     cases![
         logins_are_found_by_sub_and_by_sid,
         resolve_prefers_sid_then_falls_back_to_sub,
@@ -543,6 +583,7 @@ fn cases() -> [(&'static str, Case); 13] {
         accepting_a_logout_remembers_its_jti_and_queues_its_jobs_together,
         a_login_state_is_used_once_until_it_expires,
         jobs_go_through_claim_reschedule_complete_and_give_up,
+        pending_jobs_are_listed_earliest_first_leased_or_not,
         a_lease_keeps_a_job_until_it_ends_and_then_lets_another_worker_take_it,
         concurrent_claims_never_share_a_job,
         sessions_are_taken_once_and_not_after_expiry,
