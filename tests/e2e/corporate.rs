@@ -422,8 +422,6 @@ async fn a_login_goes_through_a_connect_proxy_and_no_proxy_hosts_go_direct() {
         .env("HTTP_PROXY", &proxy.url)
         .env("NO_PROXY", "127.0.0.1")
         .env("BRIDGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        // Metrics have their own listener by default; give it a free port of its own.
-        .env("BRIDGE_SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .env("BRIDGE_SERVER__PUBLIC_URL", &base)
         // Not the default metrics address, which a parallel test may hold.
         .env("BRIDGE_SERVER__METRICS_PUBLIC", "true")

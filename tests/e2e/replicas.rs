@@ -180,11 +180,6 @@ fn replica_env(
 ) -> Vec<(String, String)> {
     [
         ("BRIDGE_SERVER__LISTEN", format!("127.0.0.1:{listen}")),
-        // Metrics have their own listener by default; each replica gets a free one.
-        (
-            "BRIDGE_SERVER__METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
         ("BRIDGE_SERVER__PUBLIC_URL", public.to_owned()),
         ("BRIDGE_DISCOURSE__URL", discourse.to_owned()),
         ("BRIDGE_DISCOURSE__CONNECT_SECRET", forum.sso_secret()),
