@@ -304,33 +304,32 @@ impl PgStore {
         let mut report = super::copy::CopyReport::default();
         let mut object = self.client().await?;
         let txn = object.transaction().await?;
-        for entry in &export.by_sub {
-            report.logins += txn
-                .execute(
-                    "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[
-                        &entry.iss,
-                        &entry.key,
-                        &entry.external_id,
-                        &entry.logged_in_at,
-                    ],
-                )
-                .await?;
-        }
-        for entry in &export.by_sid {
-            report.logins += txn
-                .execute(
-                    "INSERT INTO bridge_logins_by_sid (iss, sid, external_id, logged_in_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[
-                        &entry.iss,
-                        &entry.key,
-                        &entry.external_id,
-                        &entry.logged_in_at,
-                    ],
-                )
-                .await?;
+        // Login records keyed by `sub` and by `sid`: the same shape, one table each.
+        for (insert, entries) in [
+            (
+                "INSERT INTO bridge_logins_by_sub (iss, sub, external_id, logged_in_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &export.by_sub,
+            ),
+            (
+                "INSERT INTO bridge_logins_by_sid (iss, sid, external_id, logged_in_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &export.by_sid,
+            ),
+        ] {
+            for entry in entries {
+                report.logins += txn
+                    .execute(
+                        insert,
+                        &[
+                            &entry.iss,
+                            &entry.key,
+                            &entry.external_id,
+                            &entry.logged_in_at,
+                        ],
+                    )
+                    .await?;
+            }
         }
         for (iss, jti, keep_until) in &export.jtis {
             report.jtis += txn
