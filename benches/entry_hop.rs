@@ -21,7 +21,16 @@
     clippy::print_stdout
 )]
 
+/// The bare handler's process and DiscourseConnect check.
+#[path = "support/baseline.rs"]
+mod baseline;
+/// The hand-written keep-alive client.
+#[path = "support/http1.rs"]
+mod http1;
 mod support;
+
+use baseline::{BaselineProcess, check_signed_sso_query};
+use http1::{HEAD_BUFFER, exchange, header_value, sso_requests};
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -34,20 +43,17 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use discourse_oidc_bridge::discourse::connect::{ConnectSecret, SsoRequest};
 use hmac::{Hmac, Mac};
 use openidconnect::core::CoreRsaPrivateSigningKey;
 use openidconnect::{JsonWebKeyId, PrivateSigningKey};
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use serde_json::json;
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::{
-    BaselineProcess, BridgeProcess, BridgeSettings, CONNECT_SECRET, CpuReading,
-    check_signed_sso_query, clock_ticks_per_second, env_number, free_port, smoke_test_mode,
-    ticks_to_seconds, work_dir,
+    BridgeProcess, BridgeSettings, CONNECT_SECRET, CpuReading, clock_ticks_per_second, env_number,
+    free_port, smoke_test_mode, ticks_to_seconds, work_dir,
 };
 
 /// Where the bare handler redirects: an authorization request of the same shape and size as
@@ -143,8 +149,7 @@ async fn start_static_idp() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The load generator: HTTP/1.1 keep-alive, written by hand so that the client spends as little
-// of the shared CPU as possible.
+// The load generator: HTTP/1.1 keep-alive, written by hand (support/http1.rs).
 
 /// One server under test.
 struct Target {
@@ -155,41 +160,6 @@ struct Target {
     requests: Arc<Vec<Vec<u8>>>,
     /// Every answer must be a 302 whose Location starts with this.
     location_prefix: Arc<str>,
-}
-
-/// What a browser sends to `/sso`, minus cookies (a browser that has not logged in yet).
-fn sso_requests(port: u16, forum_url: &str, count: usize) -> Vec<Vec<u8>> {
-    let secret = ConnectSecret::new(CONNECT_SECRET);
-    (0..count)
-        .map(|_| {
-            let nonce = hex::encode(rand::random::<[u8; 16]>());
-            let signed = SsoRequest {
-                nonce,
-                return_sso_url: format!("{forum_url}/session/sso_login"),
-            }
-            .sign(&secret);
-            format!(
-                "GET /sso?{query} HTTP/1.1\r\n\
-                 Host: 127.0.0.1:{port}\r\n\
-                 User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-                 Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-                 Accept-Language: en-US,en;q=0.5\r\n\
-                 Accept-Encoding: gzip, deflate, br\r\n\
-                 Referer: {forum_url}/\r\n\
-                 Connection: keep-alive\r\n\r\n",
-                query = signed.query_string()
-            )
-            .into_bytes()
-        })
-        .collect()
-}
-
-/// Finds a header's value in a response head (case-insensitive name).
-fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
 }
 
 /// Sends requests over one connection until `stop`, counting answered ones.
@@ -205,61 +175,18 @@ async fn connection_loop(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut buffer = vec![0u8; 16 * 1024];
+    let mut buffer = vec![0u8; HEAD_BUFFER];
     let mut next = first;
     while !stop.load(Ordering::Relaxed) {
         let request = &requests[next % requests.len()];
         next += 1;
-        stream
-            .write_all(request)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        // Read one response: the head, then Content-Length bytes of body.
-        let mut filled = 0;
-        let head_end = loop {
-            if filled == buffer.len() {
-                return Err("response head larger than 16 KiB".into());
-            }
-            let read = stream
-                .read(&mut buffer[filled..])
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if read == 0 {
-                return Err("server closed the connection".into());
-            }
-            filled += read;
-            if let Some(at) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-        };
-        let head = std::str::from_utf8(&buffer[..head_end]).map_err(|e| e.to_string())?;
+        let head = exchange(&mut stream, request, &mut buffer).await?;
         if !head.starts_with("HTTP/1.1 302 ") {
             return Err(format!("expected a 302, got: {head}"));
         }
         match header_value(head, "location") {
             Some(location) if location.starts_with(&*location_prefix) => {}
             other => return Err(format!("unexpected Location {other:?}")),
-        }
-        if header_value(head, "transfer-encoding").is_some() {
-            return Err("chunked answers are not expected for a 302".into());
-        }
-        let body_len: usize = header_value(head, "content-length")
-            .map(|v| v.parse().map_err(|_| format!("bad Content-Length {v}")))
-            .transpose()?
-            .unwrap_or(0);
-        let mut have = filled - head_end;
-        while have < body_len {
-            let read = stream
-                .read(&mut buffer)
-                .await
-                .map_err(|e| format!("read body: {e}"))?;
-            if read == 0 {
-                return Err("server closed the connection in a body".into());
-            }
-            have += read;
-        }
-        if have > body_len {
-            return Err("more bytes than one response (nothing is pipelined)".into());
         }
         answered.fetch_add(1, Ordering::Relaxed);
     }

@@ -103,3 +103,20 @@ write("config", "minimal", MINIMAL)
 write("config", "limits", MINIMAL + "[limits]\nlogin_per_minute = 600\n[logout]\nallow_missing_exp = true\n")
 write("config", "example", (pathlib.Path(__file__).resolve().parent.parent / "config" / "bridge.example.toml").read_text())
 write("config", "bad", "[oidc]\nsigning_algs = [\"none\", \"HS256\"]\nscopes = \"email\"\n")
+
+# SCIM (RFC 7644): filters and PATCH messages as Entra ID, Okta and authentik send them.
+write("scim", "filter-username", 'userName eq "alice@example.com"')
+write("scim", "filter-value-path", 'emails[type eq "work" and value co "alice"] or not (active eq false)')
+write("scim", "filter-enterprise", 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D"')
+write("scim", "path-value-filter", 'members[value eq "u1"]')
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+write("scim", "patch-entra", json.dumps({"schemas": [PATCH], "Operations": [
+    {"op": "Replace", "path": "active", "value": "False"},
+    {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "new@example.com"},
+    {"op": "replace", "value": {"name.givenName": "Al", "displayName": "Al Smith"}}]}))
+write("scim", "patch-members", json.dumps({"schemas": [PATCH], "Operations": [
+    {"op": "add", "path": "members", "value": [{"value": "u3"}]},
+    {"op": "remove", "path": "members[value eq \"u1\"]"},
+    {"op": "remove", "path": "members", "value": [{"value": "u2"}]}]}))
+write("scim", "user-body", json.dumps({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "userName": "bob", "active": "True", "emails": [{"value": "bob@example.com", "primary": True}]}))

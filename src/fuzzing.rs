@@ -28,6 +28,8 @@ use crate::discourse::connect::{
 use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
 use crate::oidc::jwk::VerifyingKeySet;
 use crate::oidc::{id_token, logout_token};
+use crate::scim;
+use crate::scim::schema::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, Resource, USER_SCHEMA};
 
 /// The DiscourseConnect secret of the fuzzed codec.
 const CONNECT_SECRET: &str = "fuzzing discourse connect secret";
@@ -398,15 +400,130 @@ pub fn config(data: &[u8]) -> bool {
     }
 }
 
+/// The resources a fuzzed SCIM filter or PATCH is tried on: a User as Entra ID and Okta send
+/// one (with the enterprise extension) and a Group with members.
+fn scim_fixtures() -> [(Resource, Map<String, Value>); 2] {
+    let user = json!({
+        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
+        "userName": "Alice@Example.com",
+        "externalId": "00u1",
+        "active": true,
+        "displayName": "Alice Smith",
+        "name": {"givenName": "Alice", "familyName": "Smith"},
+        "emails": [
+            {"value": "alice@example.com", "type": "work", "primary": true},
+            {"value": "a@home.example", "type": "home"}
+        ],
+        ENTERPRISE_SCHEMA: {"department": "R&D", "manager": {"value": "00u2"}}
+    });
+    let group = json!({
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Engineering",
+        "externalId": "g1",
+        "members": [{"value": "u1"}, {"value": "u2", "display": "Bob"}]
+    });
+    [(Resource::User, user), (Resource::Group, group)].map(|(resource, body)| {
+        let canonical = scim::schema::canonical_resource(resource, &body)
+            .unwrap_or_else(|e| panic!("the {resource:?} fixture is refused: {e:?}"));
+        (resource, canonical)
+    })
+}
+
+/// Fuzz target `scim`: the SCIM parsers (RFC 7644 §3.4.2.2 filters, §3.5.2 PATCH paths and
+/// messages) and the schema's canonical form. The input is tried as a `filter` query value, as
+/// a PATCH `path`, and (when it is JSON) as a PATCH body for a User and a Group and as a full
+/// resource body. A filter that parses evaluates the same way twice and `not (…)` negates it;
+/// a PATCH that applies leaves a resource whose canonical form is a fixed point, exactly what
+/// the service stores. Returns whether a filter parsed or a PATCH applied.
+pub fn scim(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let fixtures = scim_fixtures();
+    let mut accepted = false;
+
+    if let Ok(filter) = scim::filter::parse_filter(&text) {
+        accepted = true;
+        for (_, resource) in &fixtures {
+            let resource = Value::Object(resource.clone());
+            let verdict = scim::filter::matches(&filter, &resource);
+            assert_eq!(verdict, scim::filter::matches(&filter, &resource));
+            if let Ok(negated) = scim::filter::parse_filter(&format!("not ({text})")) {
+                assert_eq!(
+                    scim::filter::matches(&negated, &resource),
+                    !verdict,
+                    "not (…) does not negate the filter"
+                );
+            }
+        }
+    }
+    if let Ok(path) = scim::filter::parse_path(&text)
+        && let Some(filter) = &path.filter
+    {
+        let (_, user) = &fixtures[0];
+        for email in user
+            .get("emails")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let _ = scim::filter::matches_element(filter, email, "emails");
+        }
+    }
+
+    let Ok(body) = serde_json::from_str::<Value>(&text) else {
+        return accepted;
+    };
+    for (resource, before) in fixtures {
+        if let Ok(canonical) = scim::schema::canonical_resource(resource, &body) {
+            assert_canonical_is_fixed_point(resource, &canonical);
+        }
+        let Ok(operations) = scim::patch::parse_request(resource, &body) else {
+            continue;
+        };
+        let mut after = before.clone();
+        if scim::patch::apply(resource, &mut after, &operations).is_err() {
+            continue;
+        }
+        let mut again = before.clone();
+        assert!(
+            scim::patch::apply(resource, &mut again, &operations).is_ok() && again == after,
+            "PATCH is not deterministic"
+        );
+        // What the service does next: the result must be a valid resource, as a PUT body.
+        let mut full = after.clone();
+        full.insert("schemas".into(), scim::schema::schemas_of(resource, &after));
+        if let Ok(canonical) = scim::schema::canonical_resource(resource, &Value::Object(full)) {
+            assert_canonical_is_fixed_point(resource, &canonical);
+            accepted = true;
+        }
+    }
+    accepted
+}
+
+/// A canonical resource, sent back as a body, canonicalises to itself.
+fn assert_canonical_is_fixed_point(resource: Resource, canonical: &Map<String, Value>) {
+    let mut body = canonical.clone();
+    body.insert(
+        "schemas".into(),
+        scim::schema::schemas_of(resource, canonical),
+    );
+    let again = scim::schema::canonical_resource(resource, &Value::Object(body));
+    assert_eq!(
+        again.as_ref().ok(),
+        Some(canonical),
+        "the canonical form is not a fixed point: {again:?}"
+    );
+}
+
 /// A target's property function: takes the fuzzer's bytes, returns whether the input was
 /// accepted (so that the replay test can tell the seeds still reach the properties).
 pub type Property = fn(&[u8]) -> bool;
 
 /// Every fuzz target by name, for the replay test.
-pub const TARGETS: [(&str, Property); 5] = [
+pub const TARGETS: [(&str, Property); 6] = [
     ("connect", connect),
     ("mapping", mapping),
     ("id_token", id_token),
     ("logout_token", logout_token),
     ("config", config),
+    ("scim", scim),
 ];

@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 const BASE: &str = r#"
 [server]
@@ -36,6 +37,28 @@ fn fixture(path: &str) -> PathBuf {
 }
 
 /// A complete config file: the base sections plus an IdP fixture's mapping.
+/// `explain --config CONFIG --claims CLAIMS`, its output.
+fn explain(config: impl AsRef<OsStr>, claims: impl AsRef<OsStr>) -> Output {
+    bin()
+        .args(["explain", "--config"])
+        .arg(config)
+        .arg("--claims")
+        .arg(claims)
+        .output()
+        .unwrap()
+}
+
+/// The same with `--json`.
+fn explain_json(config: impl AsRef<OsStr>, claims: impl AsRef<OsStr>) -> Output {
+    bin()
+        .args(["explain", "--json", "--config"])
+        .arg(config)
+        .arg("--claims")
+        .arg(claims)
+        .output()
+        .unwrap()
+}
+
 fn config_with_mapping(dir: &tempfile::TempDir, idp: &str) -> PathBuf {
     let mapping = std::fs::read_to_string(fixture(&format!("{idp}/config.toml"))).unwrap();
     let path = dir.path().join("bridge.toml");
@@ -170,13 +193,7 @@ fn check_reads_the_path_from_bridge_config() {
 fn explain_shows_the_payload_and_exits_0_for_an_allowed_login() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_mapping(&dir, "keycloak");
-    let out = bin()
-        .args(["explain", "--json", "--config"])
-        .arg(&config)
-        .arg("--claims")
-        .arg(fixture("keycloak/member.claims.json"))
-        .output()
-        .unwrap();
+    let out = explain_json(&config, fixture("keycloak/member.claims.json"));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -187,13 +204,7 @@ fn explain_shows_the_payload_and_exits_0_for_an_allowed_login() {
     assert_eq!(report["allowed"], true);
     assert!(report["payload"]["external_id"].is_string());
 
-    let text = bin()
-        .args(["explain", "--config"])
-        .arg(&config)
-        .arg("--claims")
-        .arg(fixture("keycloak/member.claims.json"))
-        .output()
-        .unwrap();
+    let text = explain(&config, fixture("keycloak/member.claims.json"));
     assert_eq!(text.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&text.stdout).contains("external_id"));
 }
@@ -202,13 +213,7 @@ fn explain_shows_the_payload_and_exits_0_for_an_allowed_login() {
 fn explain_exits_3_when_the_login_would_be_denied() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_mapping(&dir, "keycloak");
-    let out = bin()
-        .args(["explain", "--json", "--config"])
-        .arg(&config)
-        .arg("--claims")
-        .arg(fixture("keycloak/outsider.claims.json"))
-        .output()
-        .unwrap();
+    let out = explain_json(&config, fixture("keycloak/outsider.claims.json"));
     assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["allowed"], false);
@@ -220,13 +225,7 @@ fn explain_exits_2_for_a_bad_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, format!("{BASE}\n[groups]\nmode = \"sometimes\"\n")).unwrap();
-    let out = bin()
-        .args(["explain", "--config"])
-        .arg(&path)
-        .arg("--claims")
-        .arg(fixture("keycloak/member.claims.json"))
-        .output()
-        .unwrap();
+    let out = explain(&path, fixture("keycloak/member.claims.json"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("groups.mode"));
 }
@@ -265,13 +264,7 @@ fn explain_and_check_accept_a_mapping_only_file() {
     // The IdP fixtures' config.toml hold only [mapping], [groups] and [access], as
     // docs/mapping.md suggests trying a mapping.
     let mapping = fixture("keycloak/config.toml");
-    let out = bin()
-        .args(["explain", "--json", "--config"])
-        .arg(&mapping)
-        .arg("--claims")
-        .arg(fixture("keycloak/member.claims.json"))
-        .output()
-        .unwrap();
+    let out = explain_json(&mapping, fixture("keycloak/member.claims.json"));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -384,13 +377,7 @@ fn explain_accepts_a_scim_user() {
         .to_string(),
     )
     .unwrap();
-    let out = bin()
-        .args(["explain", "--json", "--config"])
-        .arg(&config)
-        .arg("--claims")
-        .arg(&user)
-        .output()
-        .unwrap();
+    let out = explain_json(&config, &user);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -415,13 +402,7 @@ fn explain_reads_zitadel_roles_and_gitlab_paths() {
         ("gitlab", "nested", "platform,platform-backend", None),
     ] {
         let config = config_with_mapping(&dir, idp);
-        let out = bin()
-            .args(["explain", "--json", "--config"])
-            .arg(&config)
-            .arg("--claims")
-            .arg(fixture(&format!("{idp}/{case}.claims.json")))
-            .output()
-            .unwrap();
+        let out = explain_json(&config, fixture(&format!("{idp}/{case}.claims.json")));
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -449,13 +430,7 @@ fn explain_reads_zitadel_roles_and_gitlab_paths() {
 fn explain_names_an_unreadable_group_claim() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_mapping(&dir, "zitadel");
-    let out = bin()
-        .args(["explain", "--config"])
-        .arg(&config)
-        .arg("--claims")
-        .arg(fixture("zitadel/unreadable.claims.json"))
-        .output()
-        .unwrap();
+    let out = explain(&config, fixture("zitadel/unreadable.claims.json"));
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

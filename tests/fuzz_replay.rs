@@ -26,7 +26,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Seeds that must be accepted, so the properties behind acceptance keep being exercised.
-const MUST_ACCEPT: [(&str, &str); 11] = [
+const MUST_ACCEPT: [(&str, &str); 14] = [
     ("connect", "seed-request"),
     ("connect", "seed-inner-request"),
     ("mapping", "seed-defaults"),
@@ -38,6 +38,9 @@ const MUST_ACCEPT: [(&str, &str); 11] = [
     ("logout_token", "seed-hs256-allowed"),
     ("config", "seed-minimal"),
     ("config", "seed-limits"),
+    ("scim", "seed-filter-username"),
+    ("scim", "seed-patch-entra"),
+    ("scim", "seed-patch-members"),
 ];
 
 /// Seeds that must be refused: HS256 outside the policy, the crash inputs, a

@@ -580,6 +580,15 @@ fn ca_file(
 
 type Credentials = (Option<Option<ClientKey>>, Option<Option<ClientIdentity>>);
 
+/// The key a client certificate or key file problem belongs to: a file without a
+/// certificate is `oidc.client_cert_file`'s, everything else `oidc.client_key_file`'s.
+fn pem_problem_key(error: &crate::outbound::PemFileError) -> &'static str {
+    if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
+        "oidc.client_cert_file"
+    } else {
+        "oidc.client_key_file"
+    }
+}
 /// The key for `private_key_jwt` and the certificate + key for `tls_client_auth`, read and
 /// checked here so `check` reports a missing, unreadable or mismatched file.
 fn client_credentials(
@@ -637,13 +646,7 @@ fn client_credentials(
             match loaded {
                 Ok(key) => Some(Some(key)),
                 Err(error) => {
-                    let key =
-                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
-                            "oidc.client_cert_file"
-                        } else {
-                            "oidc.client_key_file"
-                        };
-                    found.add(key, error.to_string());
+                    found.add(pem_problem_key(&error), error.to_string());
                     None
                 }
             }
@@ -656,13 +659,7 @@ fn client_credentials(
             match ClientIdentity::load(cert, key) {
                 Ok(identity) => Some(Some(identity)),
                 Err(error) => {
-                    let key =
-                        if matches!(error, crate::outbound::PemFileError::NoCertificate { .. }) {
-                            "oidc.client_cert_file"
-                        } else {
-                            "oidc.client_key_file"
-                        };
-                    found.add(key, error.to_string());
+                    found.add(pem_problem_key(&error), error.to_string());
                     None
                 }
             }

@@ -9,8 +9,9 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use rand::Rng as _;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestId, RequestId};
-use tower_http::trace::{MakeSpan, OnResponse};
+use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 
 use crate::error::{AppError, ErrorPage, NextStep};
 use crate::http::client_ip::ClientAddr;
@@ -130,6 +131,20 @@ impl<B> OnResponse<B> for LogResponse {
     }
 }
 
+/// tower-http's trace layer as the bridge uses it: one [`RequestSpan`] per request and one
+/// [`LogResponse`] line when it is answered, nothing per request start, body chunk or failure
+/// (the error page logs its own cause once).
+pub fn trace_layer()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()> {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(LogResponse)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
 /// Turns an error into its page (in the language `Accept-Language` asks for), then adds the
 /// security headers. A bare 405 from the router becomes the same page as every other error.
 pub async fn finish_response(
@@ -246,4 +261,94 @@ fn add_security_headers(state: &AppState, response: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The log lines `paths` produce through the bridge's trace layer, at `level`, as JSON.
+    async fn log_lines(level: &str, paths: &[&str]) -> Vec<Value> {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(level)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let router = Router::new()
+            .route(crate::routes::HEALTHZ, get(|| async { "ok" }))
+            .route(
+                crate::routes::READYZ,
+                get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(crate::routes::SSO, get(|| async { "login" }))
+            .layer(trace_layer())
+            .layer(axum::middleware::map_request(
+                |mut request: Request| async {
+                    let client = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+                    request.extensions_mut().insert(ClientAddr(client));
+                    request
+                },
+            ));
+        for path in paths {
+            let request = Request::get(*path).body(Body::empty()).unwrap();
+            router.clone().oneshot(request).await.unwrap();
+        }
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn probe_request_lines_are_debug_and_the_rest_info_with_the_client_address() {
+        let at_info = log_lines("info", &["/healthz", "/healthz", "/sso"]).await;
+        assert_eq!(at_info.len(), 1, "probes are silent at info: {at_info:?}");
+        let line = &at_info[0];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["fields"]["message"], "request handled");
+        assert_eq!(line["fields"]["status"], 200);
+        assert_eq!(line["span"]["name"], "request");
+        assert_eq!(line["span"]["path"], "/sso");
+        assert_eq!(line["span"]["client"], "203.0.113.7");
+
+        let at_debug = log_lines("debug", &["/healthz"]).await;
+        assert_eq!(at_debug.len(), 1, "{at_debug:?}");
+        assert_eq!(at_debug[0]["level"], "DEBUG");
+        assert_eq!(at_debug[0]["span"]["name"], QUIET_SPAN);
+        assert_eq!(at_debug[0]["span"]["client"], "203.0.113.7");
+    }
+
+    #[tokio::test]
+    async fn a_failing_probe_is_logged_at_info() {
+        let lines = log_lines("info", &["/readyz"]).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["fields"]["status"], 503);
+    }
 }

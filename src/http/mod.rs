@@ -33,7 +33,6 @@ use tower_governor::key_extractor::KeyExtractor;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::routes;
@@ -129,15 +128,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout.max(Duration::from_secs(1)),
         ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(middleware::RequestSpan)
-                .on_request(())
-                .on_response(middleware::LogResponse)
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
+        .layer(middleware::trace_layer())
         .layer(MapRequestLayer::new(client_ip::annotate(trusted_proxies)))
         .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID_HEADER))
         .layer(SetRequestIdLayer::new(

@@ -33,24 +33,8 @@ pub fn router(service: Shared) -> Router {
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema_by_id))
         .route("/.search", axum::routing::post(search_all))
-        .route("/Users/.search", axum::routing::post(search_users))
-        .route("/Groups/.search", axum::routing::post(search_groups))
-        .route("/Users", get(list_users).post(create_user))
-        .route(
-            "/Users/{id}",
-            get(get_user)
-                .put(replace_user)
-                .patch(patch_user)
-                .delete(delete_user),
-        )
-        .route("/Groups", get(list_groups).post(create_group))
-        .route(
-            "/Groups/{id}",
-            get(get_group)
-                .put(replace_group)
-                .patch(patch_group)
-                .delete(delete_group),
-        )
+        .merge(resource_routes(Resource::User))
+        .merge(resource_routes(Resource::Group))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -59,6 +43,60 @@ pub fn router(service: Shared) -> Router {
         ))
         .with_state(service);
     Router::new().nest("/scim/v2", api)
+}
+
+/// The routes of one resource type, `/Users` or `/Groups` (RFC 7644 §3.3–§3.6): list and
+/// create, `.search`, and get, replace, patch and delete by id. Each request is counted as
+/// `users_<operation>` or `groups_<operation>`.
+fn resource_routes(resource: Resource) -> Router<Shared> {
+    let base = format!("/{}", resource.endpoint());
+    let operation =
+        move |verb: &str| format!("{}_{verb}", resource.endpoint().to_ascii_lowercase());
+    Router::new()
+        .route(
+            &base,
+            get(move |State(s): State<Shared>, RawQuery(q): RawQuery| async move {
+                finish(&operation("list"), list(&s, resource, q).await)
+            })
+            .post(move |State(s): State<Shared>, body: Body| async move {
+                finish(&operation("create"), create(&s, resource, body).await)
+            }),
+        )
+        .route(
+            &format!("{base}/.search"),
+            axum::routing::post(move |State(s): State<Shared>, body: Body| async move {
+                finish(&operation("search"), search(&s, resource, body).await)
+            }),
+        )
+        .route(
+            &format!("{base}/{{id}}"),
+            get(
+                move |State(s): State<Shared>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                    finish(&operation("get"), get_one(&s, resource, &id, q).await)
+                },
+            )
+            .put(
+                move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Body| async move {
+                    finish(
+                        &operation("replace"),
+                        replace(&s, resource, &id, &headers, body).await,
+                    )
+                },
+            )
+            .patch(
+                move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Body| async move {
+                    finish(
+                        &operation("patch"),
+                        patch(&s, resource, &id, &headers, body).await,
+                    )
+                },
+            )
+            .delete(
+                move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap| async move {
+                    finish(&operation("delete"), delete(&s, resource, &id, &headers).await)
+                },
+            ),
+        )
 }
 
 /// SHA-256 of each side, compared in constant time, over every configured token: neither the
@@ -97,17 +135,17 @@ async fn authenticate(State(service): State<Shared>, request: Request, next: Nex
     }
 }
 
-fn count(operation: &'static str, status: StatusCode) {
+fn count(operation: &str, status: StatusCode) {
     metrics::counter!(
         "bridge_scim_requests_total",
-        "operation" => operation,
+        "operation" => operation.to_owned(),
         "result" => status.as_str().to_owned()
     )
     .increment(1);
 }
 
 /// Finishes a handler: counts it and turns an error into its SCIM body.
-fn finish(operation: &'static str, result: Result<Response, ScimError>) -> Response {
+fn finish(operation: &str, result: Result<Response, ScimError>) -> Response {
     let response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -512,97 +550,6 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_users(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    finish("users_list", list(&s, Resource::User, q).await)
-}
-async fn create_user(State(s): State<Shared>, body: Body) -> Response {
-    finish("users_create", create(&s, Resource::User, body).await)
-}
-async fn get_user(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    finish("users_get", get_one(&s, Resource::User, &id, q).await)
-}
-async fn replace_user(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(
-        "users_replace",
-        replace(&s, Resource::User, &id, &headers, body).await,
-    )
-}
-async fn patch_user(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(
-        "users_patch",
-        patch(&s, Resource::User, &id, &headers, body).await,
-    )
-}
-async fn delete_user(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    finish(
-        "users_delete",
-        delete(&s, Resource::User, &id, &headers).await,
-    )
-}
-async fn list_groups(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    finish("groups_list", list(&s, Resource::Group, q).await)
-}
-async fn create_group(State(s): State<Shared>, body: Body) -> Response {
-    finish("groups_create", create(&s, Resource::Group, body).await)
-}
-async fn get_group(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    finish("groups_get", get_one(&s, Resource::Group, &id, q).await)
-}
-async fn replace_group(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(
-        "groups_replace",
-        replace(&s, Resource::Group, &id, &headers, body).await,
-    )
-}
-async fn patch_group(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(
-        "groups_patch",
-        patch(&s, Resource::Group, &id, &headers, body).await,
-    )
-}
-async fn delete_group(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    finish(
-        "groups_delete",
-        delete(&s, Resource::Group, &id, &headers).await,
-    )
-}
-
 /// `POST /.search` across resource types (RFC 7644 §3.4.3) is not offered.
 async fn search_all() -> Response {
     finish(
@@ -662,14 +609,6 @@ fn search_query(body: &Map<String, Value>) -> Result<String, ScimError> {
         query.append_pair(name, &text);
     }
     Ok(query.finish())
-}
-
-async fn search_users(State(s): State<Shared>, body: Body) -> Response {
-    finish("users_search", search(&s, Resource::User, body).await)
-}
-
-async fn search_groups(State(s): State<Shared>, body: Body) -> Response {
-    finish("groups_search", search(&s, Resource::Group, body).await)
 }
 
 async fn not_found() -> Response {

@@ -1185,36 +1185,28 @@ impl LogoutStore for PgStore {
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         self.bounded(async {
             let client = self.client().await?;
-            let by_sub = client
-                .execute(
-                    "DELETE FROM bridge_logins_by_sub WHERE logged_in_at < $1",
-                    &[&oldest],
-                )
-                .await?;
-            let by_sid = client
-                .execute(
-                    "DELETE FROM bridge_logins_by_sid WHERE logged_in_at < $1",
-                    &[&oldest],
-                )
-                .await?;
-            let jtis = client
-                .execute(
-                    "DELETE FROM bridge_seen_jtis WHERE keep_until < $1",
-                    &[&now],
-                )
-                .await?;
-            let sessions = client
-                .execute(
-                    "DELETE FROM bridge_sessions WHERE expires_at <= $1",
-                    &[&now],
-                )
-                .await?;
-            let login_states = client
-                .execute(
-                    "DELETE FROM bridge_used_login_states WHERE keep_until <= $1",
-                    &[&now],
-                )
-                .await?;
+            let delete = |sql: &'static str, before: DateTime<Utc>| {
+                let client = &client;
+                async move { client.execute(sql, &[&before]).await }
+            };
+            let by_sub = delete(
+                "DELETE FROM bridge_logins_by_sub WHERE logged_in_at < $1",
+                oldest,
+            )
+            .await?;
+            let by_sid = delete(
+                "DELETE FROM bridge_logins_by_sid WHERE logged_in_at < $1",
+                oldest,
+            )
+            .await?;
+            let jtis = delete("DELETE FROM bridge_seen_jtis WHERE keep_until < $1", now).await?;
+            let sessions =
+                delete("DELETE FROM bridge_sessions WHERE expires_at <= $1", now).await?;
+            let login_states = delete(
+                "DELETE FROM bridge_used_login_states WHERE keep_until <= $1",
+                now,
+            )
+            .await?;
             Ok(PruneReport {
                 logins: count(by_sub) + count(by_sid),
                 jtis,
