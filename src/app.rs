@@ -183,6 +183,9 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             forum_login_url: config.forum_login_url().to_string(),
             clock,
+            failures: Arc::new(crate::http::rate_limit::FailureBudget::new(
+                config.limits.failures_per_minute,
+            )),
             config: Arc::new(config),
         });
         Ok(Self {

@@ -7,6 +7,7 @@
 //! form encoding, standard Base64, lowercase hex); incoming ones are accepted the way Discourse
 //! accepts them (line breaks and missing padding allowed, URL-safe Base64 refused).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
@@ -388,9 +389,10 @@ impl Payload {
                 Some((key, value)) => (key, Some(value)),
                 None => (pair, None),
             };
-            let key = String::from_utf8(form_decode(raw_key)).map_err(|_| ConnectError::NotUtf8)?;
+            let key = form_decode_utf8(raw_key)?;
             let field = Field::from_key(&key);
             let custom_name = key.strip_prefix("custom.").filter(|name| !name.is_empty());
+            // A clone of a borrowed key is a pointer copy.
             if !seen_keys.insert(key.clone()) {
                 let key = match (field, custom_name) {
                     (Some(field), _) => field.key(),
@@ -402,8 +404,7 @@ impl Payload {
             let Some(raw_value) = raw_value else {
                 continue;
             };
-            let value =
-                String::from_utf8(form_decode(raw_value)).map_err(|_| ConnectError::NotUtf8)?;
+            let value = form_decode_utf8(raw_value)?.into_owned();
             match (field, custom_name) {
                 (Some(field), _) => {
                     payload.set(field, value);
@@ -523,6 +524,18 @@ impl SsoRequest {
     /// `return_sso_url` must be exactly its own canonical serialization (see
     /// [`is_canonical_url`]), so the URL the bridge checks is the text it later redirects to.
     pub fn verify(raw_query: &str, secret: &ConnectSecret) -> Result<SsoRequest, ConnectError> {
+        Self::verify_expecting(raw_query, secret, None)
+    }
+
+    /// [`SsoRequest::verify`] for a bridge that knows which `return_sso_url` it expects:
+    /// `expected` must be a canonical serialization (a [`url::Url`]'s `as_str()`), so a
+    /// `return_sso_url` equal to it is canonical without parsing it again. Any other URL is
+    /// checked exactly as by `verify`; the answer is always the same as `verify`'s.
+    pub fn verify_expecting(
+        raw_query: &str,
+        secret: &ConnectSecret,
+        expected: Option<&url::Url>,
+    ) -> Result<SsoRequest, ConnectError> {
         let (sso, sig) = parse_sso_query(raw_query)?;
         let mut payload = Payload::decode(&sso, &sig, secret)?;
         let nonce = payload
@@ -533,7 +546,8 @@ impl SsoRequest {
             .remove(Field::ReturnSsoUrl)
             .filter(|url| !url.is_empty())
             .ok_or(ConnectError::MissingReturnSsoUrl)?;
-        if !is_canonical_url(&return_sso_url) {
+        let known_canonical = expected.is_some_and(|url| url.as_str() == return_sso_url);
+        if !known_canonical && !is_canonical_url(&return_sso_url) {
             return Err(ConnectError::NonCanonicalReturnSsoUrl);
         }
         Ok(SsoRequest {
@@ -573,12 +587,12 @@ pub fn parse_sso_query(raw_query: &str) -> Result<(String, String), ConnectError
     let mut sig = None;
     for pair in raw_query.split('&').filter(|pair| !pair.is_empty()) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (slot, repeated) = match form_decode(raw_key).as_slice() {
+        let (slot, repeated) = match &*form_decode(raw_key) {
             b"sso" => (&mut sso, ConnectError::RepeatedSso),
             b"sig" => (&mut sig, ConnectError::RepeatedSig),
             _ => continue,
         };
-        if slot.replace(form_decode(raw_value)).is_some() {
+        if slot.replace(form_decode(raw_value).into_owned()).is_some() {
             return Err(repeated);
         }
     }
@@ -605,16 +619,27 @@ fn form_escape_into(out: &mut String, text: &str) {
     out.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
 }
 
+/// [`form_decode`] for text that must be UTF-8 (payload keys and values); borrows `text` when
+/// there is nothing to decode.
+fn form_decode_utf8(text: &str) -> Result<Cow<'_, str>, ConnectError> {
+    match form_decode(text) {
+        Cow::Borrowed(_) => Ok(Cow::Borrowed(text)),
+        Cow::Owned(bytes) => String::from_utf8(bytes)
+            .map(Cow::Owned)
+            .map_err(|_| ConnectError::NotUtf8),
+    }
+}
+
 /// Form-decodes one key or value: `+` is a space, `%XX` a byte; a `%` not followed by two hex
 /// digits stays literal (as browsers and the `url` crate treat it). Returns bytes, because the
 /// escapes may spell something that is not UTF-8.
-fn form_decode(text: &str) -> Vec<u8> {
-    let spaced = if text.contains('+') {
-        std::borrow::Cow::Owned(text.replace('+', " "))
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    percent_encoding::percent_decode_str(&spaced).collect()
+fn form_decode(text: &str) -> Cow<'_, [u8]> {
+    if !text.bytes().any(|b| matches!(b, b'+' | b'%')) {
+        // Nothing to decode: keys and most values.
+        return Cow::Borrowed(text.as_bytes());
+    }
+    let spaced = text.replace('+', " ");
+    Cow::Owned(percent_encoding::percent_decode_str(&spaced).collect())
 }
 
 #[cfg(test)]

@@ -1,9 +1,6 @@
 //! The login's HTTP edge: `GET /sso` and `GET /callback`. Each handler extracts, calls the
 //! login service ([`crate::login`]) once and responds; the cookies are set here.
 
-use std::sync::Arc;
-
-use axum::Extension;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
@@ -48,7 +45,6 @@ fn refuse(
 /// send the browser to the IdP.
 pub async fn start(
     State(state): State<AppState>,
-    Extension(budget): Extension<Arc<FailureBudget>>,
     client: ClientAddr,
     cookies: Cookies,
     RawQuery(query): RawQuery,
@@ -58,7 +54,7 @@ pub async fn start(
         .start(query.as_deref().unwrap_or(""), state.clock.now())
     {
         Ok(started) => started,
-        Err(error) => return refuse(error, &budget, client),
+        Err(error) => return refuse(error, &state.failures, client),
     };
     state.cookies.store_login(&cookies, &started.login);
     found(started.redirect.as_str())
@@ -70,7 +66,6 @@ pub async fn start(
 /// browser for that `state`, so reloading the (spent) callback URL shows the same reason again.
 pub async fn callback(
     State(state): State<AppState>,
-    Extension(budget): Extension<Arc<FailureBudget>>,
     client: ClientAddr,
     cookies: Cookies,
     Query(params): Query<CallbackParams>,
@@ -99,7 +94,7 @@ pub async fn callback(
             }
             return Err(AppError::Denied(denial));
         }
-        Err(error) => return refuse(error, &budget, client),
+        Err(error) => return refuse(error, &state.failures, client),
     };
     state
         .cookies

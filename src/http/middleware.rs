@@ -80,17 +80,17 @@ impl<B> MakeSpan<B> for RequestSpan {
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        // Always set by `client_ip::annotate`, which runs first; formatted only if logged.
         let client = request
             .extensions()
             .get::<ClientAddr>()
-            .map(|client| client.0.to_string())
-            .unwrap_or_default();
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |client| client.0);
         let path = request.uri().path();
         if QUIET_PATHS.contains(&path) {
             tracing::debug_span!(
                 QUIET_SPAN,
                 request_id,
-                client,
+                client = %client,
                 method = %request.method(),
                 path,
             )
@@ -98,7 +98,7 @@ impl<B> MakeSpan<B> for RequestSpan {
             tracing::info_span!(
                 "request",
                 request_id,
-                client,
+                client = %client,
                 method = %request.method(),
                 path,
             )
@@ -158,7 +158,8 @@ pub async fn finish_response(
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let lang = state.pages.language(request.headers());
+    // Only an error page needs the language, so only then is `Accept-Language` negotiated.
+    let accept_language = request.headers().get(header::ACCEPT_LANGUAGE).cloned();
     let mut response = next.run(request).await;
     let page = match response.extensions_mut().remove::<ErrorPage>() {
         Some(page) => Some(page),
@@ -176,6 +177,7 @@ pub async fn finish_response(
             .filter(|(name, _)| **name == header::SET_COOKIE || **name == header::ALLOW)
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
+        let lang = state.pages.language_of(accept_language.as_ref());
         response = error_page(&state, page, &request_id, &lang);
         for (name, value) in kept {
             response.headers_mut().append(name, value);

@@ -75,9 +75,8 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
     let trusted_proxies: Arc<[ipnet::IpNet]> = state.config.server.trusted_proxies.clone().into();
     let client_ip = ClientIpKey;
     // A login costs one unit, at /sso; /callback is charged only for refusals (rate_limit).
-    let failures = Arc::new(rate_limit::FailureBudget::new(limits.failures_per_minute));
     limiters.0.push(Box::new({
-        let failures = failures.clone();
+        let failures = state.failures.clone();
         move || failures.retain_recent()
     }));
     let login_routes = rate_limited(
@@ -86,8 +85,7 @@ pub fn router(state: AppState) -> (Router, RateLimiters) {
         client_ip,
         &mut limiters,
     )
-    .route(routes::CALLBACK, get(login::callback))
-    .layer(axum::Extension(failures));
+    .route(routes::CALLBACK, get(login::callback));
     let backchannel_routes = rate_limited(
         Router::new().route(routes::BACKCHANNEL_LOGOUT, post(logout::backchannel)),
         limits.backchannel_per_minute,

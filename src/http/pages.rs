@@ -192,9 +192,12 @@ impl Pages {
 
     /// The language for a request's `Accept-Language`.
     pub fn language(&self, headers: &HeaderMap) -> String {
-        let accept = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok());
+        self.language_of(headers.get(header::ACCEPT_LANGUAGE))
+    }
+
+    /// The same from the `Accept-Language` value alone.
+    pub fn language_of(&self, accept_language: Option<&HeaderValue>) -> String {
+        let accept = accept_language.and_then(|v| v.to_str().ok());
         self.localizer.negotiate(accept).to_owned()
     }
 

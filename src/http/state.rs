@@ -52,6 +52,8 @@ pub struct SharedState {
     pub clock: Clock,
     /// SCIM provisioning, when `[scim]` is configured (and the admin API with it).
     pub scim: Option<Arc<crate::scim::ScimService>>,
+    /// The per-address budget of refused login requests (`[limits] failures_per_minute`).
+    pub failures: Arc<crate::http::rate_limit::FailureBudget>,
 }
 
 /// What `/readyz` reports.

@@ -110,7 +110,11 @@ impl LoginService {
     /// `GET /sso`: verifies Discourse's request (the raw, still percent-encoded query) and
     /// builds a fresh authorization request.
     pub fn start(&self, raw_query: &str, now: DateTime<Utc>) -> Result<Started, AppError> {
-        let request = SsoRequest::verify(raw_query, &self.connect_secret)?;
+        let request = SsoRequest::verify_expecting(
+            raw_query,
+            &self.connect_secret,
+            Some(&self.sso_login_url),
+        )?;
         if !is_forum_sso_login(&request.return_sso_url, &self.sso_login_url) {
             return Err(AppError::ForeignReturnUrl {
                 expected: self.sso_login_url.to_string(),
