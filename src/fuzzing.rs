@@ -23,7 +23,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
 use crate::discourse::connect::{
-    ConnectSecret, Payload, SignedPayload, SsoRequest, is_canonical_url,
+    ConnectError, ConnectSecret, MAX_SSO_LEN, Payload, SignedPayload, SsoRequest, is_canonical_url,
 };
 use crate::mapping::{AccessConfig, GroupsConfig, Mapper, MappingConfig};
 use crate::oidc::jwk::VerifyingKeySet;
@@ -311,9 +311,17 @@ fn assert_payload_round_trips(payload: &Payload, secret: &ConnectSecret) {
     let decoded = Payload::decode(&signed.sso, &signed.sig, secret);
     if payload.encode_query().is_empty() {
         // Nothing to say encodes to an empty `sso`, which no receiver takes.
+        assert_eq!(decoded, Err(ConnectError::EmptyPayload));
+        return;
+    }
+    if signed.sso.len() > MAX_SSO_LEN {
+        // The receiving side's size limit (the bridge's own, `MAX_SSO_LEN`) refuses it before
+        // the signature is even checked; the limit is on what is received, not what is built.
         assert_eq!(
             decoded,
-            Err(crate::discourse::connect::ConnectError::EmptyPayload)
+            Err(ConnectError::PayloadTooLong {
+                len: signed.sso.len()
+            })
         );
         return;
     }
