@@ -66,9 +66,8 @@ impl Application {
     /// Prepares the state and binds the listen address from the config.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listen = config.server.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let listener =
+            crate::http::serve::bind(listen).with_context(|| format!("binding {listen}"))?;
         let app = Self::with_listener(config, listener)?;
         // A database this binary must not use is refused now; one that is merely down is
         // retried on use (the bridge reports not ready until it answers).
@@ -225,8 +224,7 @@ impl Application {
         // Bound before anything starts, so a failure leaves nothing running.
         let metrics_listener = match config.server.metrics_listen {
             Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
+                crate::http::serve::bind(address)
                     .with_context(|| format!("binding the metrics address {address}"))?,
             ),
             None => None,

@@ -11,10 +11,17 @@
 //!   when a slot is free; beyond the cap, new connections wait in the kernel's accept queue and
 //!   cost no file descriptor. With the deadline, every slot frees itself, so `/healthz` keeps
 //!   answering under a flood of stalled sockets.
+//! - **Accept queue** ([`bind`]): the listening socket asks for a backlog of
+//!   [`LISTEN_BACKLOG`] (the kernel caps it at `net.core.somaxconn`). The standard library's
+//!   `bind` asks for 128: a burst of connections beyond the cap plus 128 overflows that queue,
+//!   and the kernel then leaves each further client's handshake unfinished for seconds (SYN-ACK
+//!   retransmission, 1 s to 31 s), legitimate clients and health probes included. Measured with
+//!   the `load` bench's slow-client phase.
 //! - Only HTTP/1.1 (and 1.0) is served: the bridge sits behind a reverse proxy, and protocol
 //!   detection for HTTP/2 would read the first bytes without any deadline.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +31,29 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
+
+/// The accept-queue length asked of `listen(2)` by [`bind`]: room for a burst of stalled
+/// sockets beyond `max_connections` to wait for a slot without leaving the handshake unfinished.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listening TCP socket on `addr` with an accept queue of [`LISTEN_BACKLOG`]
+/// connections, `SO_REUSEADDR` set (a restart does not wait for old connections' `TIME_WAIT`).
+///
+/// # Errors
+/// The socket, bind or listen error (address in use, permission denied, ...).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Limits on the connections one listener holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
