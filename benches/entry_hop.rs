@@ -328,13 +328,11 @@ async fn run() {
         Stdio::inherit(),
     );
     let bridge_settings = |log_level: &str| BridgeSettings {
-        port: free_port(),
         issuer: issuer.clone(),
         forum_url: forum_url.clone(),
         log_level: log_level.to_owned(),
         relay: false,
-        userinfo: "\"auto\"".into(),
-        store_url: None,
+        ..BridgeSettings::loopback()
     };
     let bridge_info = bridge_settings("info");
     let bridge = BridgeProcess::start(&bridge_info, dir.path(), "bridge-info").await;

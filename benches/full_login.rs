@@ -286,17 +286,12 @@ async fn run() {
 
     let dir = work_dir("full-login-");
     let settings = BridgeSettings {
-        port: free_port(),
-        issuer: String::new(),
-        forum_url: format!("http://127.0.0.1:{}", free_port()),
-        log_level: "info".into(),
-        relay: true,
         userinfo: if userinfo == "auto" {
             "\"auto\"".into()
         } else {
             userinfo.into()
         },
-        store_url: None,
+        ..BridgeSettings::loopback()
     };
     // The same bridge on the shared PostgreSQL store, when a server is installed here.
     let postgres = match std::env::var("FULL_LOGIN_POSTGRES").as_deref() {

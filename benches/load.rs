@@ -65,7 +65,7 @@ use browser::{IdpProcess, Sites, USERS, idp_config, one_login, user_name};
 use http1::{HEAD_BUFFER, exchange, header_value, sso_requests};
 use support::{
     BridgeProcess, BridgeSettings, CONNECT_SECRET, CpuReading, clock_ticks_per_second, env_number,
-    free_port, smoke_test_mode, ticks_to_seconds, work_dir,
+    smoke_test_mode, ticks_to_seconds, work_dir,
 };
 
 /// The bridge's default `server.header_read_timeout`: a stalled socket is closed after this.
@@ -598,15 +598,7 @@ async fn run() {
     let open_files_limit: u64 = env_number("LOAD_OPEN_FILES", 1024);
 
     let dir = work_dir("load-");
-    let settings = BridgeSettings {
-        port: free_port(),
-        issuer: String::new(),
-        forum_url: format!("http://127.0.0.1:{}", free_port()),
-        log_level: "info".into(),
-        relay: true,
-        userinfo: "\"auto\"".into(),
-        store_url: None,
-    };
+    let settings = BridgeSettings::loopback();
     let idp = IdpProcess::start(
         &idp_config(&[settings.base_url()], &[]),
         &dir.path().join("idp.log"),

@@ -43,9 +43,9 @@ const MUST_ACCEPT: [(&str, &str); 14] = [
     ("scim", "seed-patch-members"),
 ];
 
-/// Seeds that must be refused: HS256 outside the policy, the crash inputs, a
-/// `return_sso_url` with a raw line break.
-const MUST_REFUSE: [(&str, &str); 8] = [
+/// Inputs that must be refused: HS256 outside the policy, the crash inputs, a
+/// `return_sso_url` with a raw line break, a header that is not UTF-8 JSON.
+const MUST_REFUSE: [(&str, &str); 9] = [
     ("id_token", "seed-hs256-refused"),
     ("id_token", "seed-aud-untrusted"),
     ("id_token", "seed-nonce-wrong"),
@@ -53,6 +53,8 @@ const MUST_REFUSE: [(&str, &str); 8] = [
     ("id_token", "seed-raw-short-mac"),
     ("logout_token", "seed-raw-short-mac"),
     ("connect", "seed-inner-crlf-url"),
+    // Signed by the IdP, but its JOSE header holds invalid UTF-8 (RFC 7515 §5.2).
+    ("id_token", "campaign-header-not-utf8"),
     ("config", "seed-bad"),
 ];
 

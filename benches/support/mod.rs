@@ -100,6 +100,21 @@ pub struct BridgeSettings {
 }
 
 impl BridgeSettings {
+    /// A bridge on a free loopback port with the logout relay on, `[log] level = "info"` and
+    /// `userinfo = "auto"`, for a forum on another free port; the issuer is filled in once the
+    /// IdP runs.
+    pub fn loopback() -> BridgeSettings {
+        BridgeSettings {
+            port: free_port(),
+            issuer: String::new(),
+            forum_url: format!("http://127.0.0.1:{}", free_port()),
+            log_level: "info".into(),
+            relay: true,
+            userinfo: "\"auto\"".into(),
+            store_url: None,
+        }
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm};
 use openidconnect::{
@@ -120,15 +118,22 @@ pub fn validate(
     let subject = claims.subject().to_string();
 
     let raw = token.to_string();
-    let payload = raw
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| IdTokenError::Invalid("not a compact JWS".into()))?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| IdTokenError::Invalid("payload is not base64url".into()))?;
-    let claims: Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|_| IdTokenError::Invalid("payload is not a JSON object".into()))?;
+    let mut parts = raw.split('.');
+    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+        return Err(IdTokenError::Invalid("not a compact JWS".into()));
+    };
+    // RFC 7515 §5.2: openidconnect reads the header members it knows and skips the others
+    // unread, so a header that is not valid UTF-8 JSON is refused here.
+    let header = super::decode_jose_part(header.trim_end_matches('='))
+        .ok_or_else(|| IdTokenError::Invalid("the JOSE header is not a JSON object".into()))?;
+    // We understand no JWS extension (RFC 7515 §4.1.11).
+    if header.contains_key("crit") {
+        return Err(IdTokenError::Invalid(
+            "the JOSE header has a crit member".into(),
+        ));
+    }
+    let claims = super::decode_jose_part(payload.trim_end_matches('='))
+        .ok_or_else(|| IdTokenError::Invalid("payload is not a JSON object".into()))?;
     let session_id = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     Ok(VerifiedIdToken {
         claims,

@@ -202,7 +202,7 @@ pub fn validate(
         });
     };
 
-    let header = decode_json_object(header_b64).ok_or(LogoutTokenError::MalformedHeader)?;
+    let header = super::decode_jose_part(header_b64).ok_or(LogoutTokenError::MalformedHeader)?;
     let alg = check_header(&header, rules)?;
 
     let signature = URL_SAFE_NO_PAD
@@ -221,7 +221,7 @@ pub fn validate(
     };
     verify_signature(keys, rules, &alg, kid, signing_input.as_bytes(), &signature)?;
 
-    let claims = decode_json_object(payload_b64).ok_or(LogoutTokenError::MalformedClaims)?;
+    let claims = super::decode_jose_part(payload_b64).ok_or(LogoutTokenError::MalformedClaims)?;
     check_claims(&claims, rules, now)
 }
 
@@ -400,15 +400,6 @@ fn check_claims(
         iat,
         exp,
     })
-}
-
-/// Base64url (no padding, as JWS requires) then a JSON object; `None` for anything else.
-fn decode_json_object(part: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
 }
 
 /// A string claim; an empty string counts as absent, any other type is malformed.
