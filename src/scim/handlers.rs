@@ -79,7 +79,7 @@ fn resource_routes(resource: Resource) -> Router<Shared> {
                 move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Body| async move {
                     finish(
                         &operation("replace"),
-                        replace(&s, resource, &id, &headers, body).await,
+                        update(&s, resource, &id, &headers, body, Update::Replace).await,
                     )
                 },
             )
@@ -87,7 +87,7 @@ fn resource_routes(resource: Resource) -> Router<Shared> {
                 move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Body| async move {
                     finish(
                         &operation("patch"),
-                        patch(&s, resource, &id, &headers, body).await,
+                        update(&s, resource, &id, &headers, body, Update::Patch).await,
                     )
                 },
             )
@@ -496,38 +496,36 @@ async fn create(
     ))
 }
 
-async fn replace(
-    service: &ScimService,
-    resource: Resource,
-    id: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ScimError> {
-    let body = read_json(service, body).await?;
-    let (value, version) = service
-        .replace(resource, id, &body, if_match(headers).as_deref())
-        .await?;
-    Ok(resource_response(
-        service,
-        StatusCode::OK,
-        resource,
-        &value,
-        version,
-        &Query::default(),
-    ))
+/// How `PUT` and `PATCH` change a resource: replaced by the body (RFC 7644 §3.5.1) or modified
+/// by its operations (§3.5.2).
+#[derive(Debug, Clone, Copy)]
+enum Update {
+    Replace,
+    Patch,
 }
 
-async fn patch(
+async fn update(
     service: &ScimService,
     resource: Resource,
     id: &str,
     headers: &HeaderMap,
     body: Body,
+    how: Update,
 ) -> Result<Response, ScimError> {
     let body = read_json(service, body).await?;
-    let (value, version) = service
-        .patch(resource, id, &body, if_match(headers).as_deref())
-        .await?;
+    let if_match = if_match(headers);
+    let (value, version) = match how {
+        Update::Replace => {
+            service
+                .replace(resource, id, &body, if_match.as_deref())
+                .await?
+        }
+        Update::Patch => {
+            service
+                .patch(resource, id, &body, if_match.as_deref())
+                .await?
+        }
+    };
     Ok(resource_response(
         service,
         StatusCode::OK,
