@@ -39,16 +39,28 @@ pub const LOG_BUFFER_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 struct LogBuffer<W> {
     pending: Mutex<Vec<u8>>,
-    output: Mutex<W>,
+    output: Mutex<Output<W>>,
     /// Set when no writer thread runs: every line is then written at once.
     write_through: AtomicBool,
 }
 
+/// Where buffered lines go, and the emptied buffer of the previous flush: a flush swaps it in
+/// for the full one, so the lines of the next interval land in memory that is already
+/// allocated (no regrowth, no fresh pages to fault in).
+#[derive(Debug)]
+struct Output<W> {
+    writer: W,
+    spare: Vec<u8>,
+}
+
 impl<W: Write> LogBuffer<W> {
-    fn new(output: W) -> Self {
+    fn new(writer: W) -> Self {
         Self {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
-            output: Mutex::new(output),
+            output: Mutex::new(Output {
+                writer,
+                spare: Vec::with_capacity(64 * 1024),
+            }),
             write_through: AtomicBool::new(false),
         }
     }
@@ -74,18 +86,20 @@ impl<W: Write> LogBuffer<W> {
     /// before the buffer is emptied.
     fn flush(&self) {
         let mut output = lock(&self.output);
-        let bytes = std::mem::take(&mut *lock(&self.pending));
-        if !bytes.is_empty() {
+        let Output { writer, spare } = &mut *output;
+        std::mem::swap(spare, &mut *lock(&self.pending));
+        if !spare.is_empty() {
             // Nowhere to report a failing stderr; the lines are lost, the service goes on.
-            let _ = output.write_all(&bytes);
-            let _ = output.flush();
+            let _ = writer.write_all(spare);
+            let _ = writer.flush();
+            spare.clear();
         }
     }
 
     fn write_out(&self, bytes: &[u8]) {
         let mut output = lock(&self.output);
-        let _ = output.write_all(bytes);
-        let _ = output.flush();
+        let _ = output.writer.write_all(bytes);
+        let _ = output.writer.flush();
     }
 }
 
@@ -251,14 +265,14 @@ mod tests {
         buffer.append(b"one\n");
         buffer.append(b"two\n");
         assert!(
-            lock(&buffer.output).is_empty(),
+            lock(&buffer.output).writer.is_empty(),
             "nothing written before a flush"
         );
         buffer.flush();
         buffer.append(b"three\n");
         buffer.flush();
         buffer.flush();
-        assert_eq!(lock(&buffer.output).as_slice(), b"one\ntwo\nthree\n");
+        assert_eq!(lock(&buffer.output).writer.as_slice(), b"one\ntwo\nthree\n");
     }
 
     #[test]
@@ -269,8 +283,22 @@ mod tests {
         for _ in 0..lines {
             buffer.append(&line);
         }
-        assert_eq!(lock(&buffer.output).len(), lines * line.len());
+        assert_eq!(lock(&buffer.output).writer.len(), lines * line.len());
         assert!(lock(&buffer.pending).is_empty());
+    }
+
+    #[test]
+    fn a_flush_keeps_both_buffers_allocated() {
+        let buffer = LogBuffer::new(Vec::new());
+        let line = vec![b'x'; 100 * 1024];
+        buffer.append(&line);
+        buffer.flush();
+        assert!(lock(&buffer.pending).is_empty());
+        assert!(lock(&buffer.pending).capacity() >= 64 * 1024);
+        assert!(lock(&buffer.output).spare.capacity() >= line.len());
+        buffer.append(b"next\n");
+        buffer.flush();
+        assert_eq!(lock(&buffer.output).writer.len(), line.len() + 5);
     }
 
     #[test]
@@ -278,6 +306,6 @@ mod tests {
         let buffer = LogBuffer::new(Vec::new());
         buffer.write_through.store(true, Ordering::Relaxed);
         buffer.append(b"now\n");
-        assert_eq!(lock(&buffer.output).as_slice(), b"now\n");
+        assert_eq!(lock(&buffer.output).writer.as_slice(), b"now\n");
     }
 }

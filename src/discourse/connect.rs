@@ -435,10 +435,11 @@ impl Payload {
             return Err(ConnectError::OutsideBase64Alphabet);
         }
         secret.verify(sso, sig)?;
-        let unwrapped: Vec<u8> = sso
-            .bytes()
-            .filter(|byte| !matches!(byte, b'\r' | b'\n'))
-            .collect();
+        // Discourse wraps its Base64 every 60 characters: copy the lines, not byte by byte.
+        let mut unwrapped = Vec::with_capacity(sso.len());
+        for line in sso.split(['\r', '\n']) {
+            unwrapped.extend_from_slice(line.as_bytes());
+        }
         let decoded = BASE64
             .decode(unwrapped)
             .map_err(|_| ConnectError::InvalidBase64)?;
@@ -637,6 +638,9 @@ fn form_decode(text: &str) -> Cow<'_, [u8]> {
     if !text.bytes().any(|b| matches!(b, b'+' | b'%')) {
         // Nothing to decode: keys and most values.
         return Cow::Borrowed(text.as_bytes());
+    }
+    if !text.contains('+') {
+        return Cow::Owned(percent_encoding::percent_decode_str(text).collect());
     }
     let spaced = text.replace('+', " ");
     Cow::Owned(percent_encoding::percent_decode_str(&spaced).collect())

@@ -25,15 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
+use axum::body::{Body, HttpBody};
+use axum::extract::{ConnectInfo, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
-use tower::ServiceExt as _;
+use tower::{Service, ServiceExt as _};
 
 /// The accept-queue length asked of `listen(2)` by [`bind`]: room for a burst of stalled
 /// sockets beyond `max_connections` to wait for a slot without leaving the handshake unfinished.
@@ -65,15 +65,25 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets the connections finish
+/// Serves `service` (the bridge's router and its layers) on `listener` until `shutdown` resolves, then lets the connections finish
 /// their requests in flight (each is told to close after its current response) and returns.
 /// Every request carries the peer address as `ConnectInfo<SocketAddr>`.
-pub async fn serve(
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -104,9 +114,10 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = router
+        let service = service
             .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
+            .map_request(move |request: axum::http::Request<Incoming>| {
+                let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             })
@@ -130,6 +141,7 @@ pub async fn serve(
 mod tests {
     use std::net::SocketAddr;
 
+    use axum::Router;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpStream;
