@@ -283,12 +283,12 @@ impl Application {
         };
         // On a worker thread, not the thread that blocks on the runtime: accepted connections
         // are then spawned onto the accepting worker's own queue, with no cross-thread wake-up
-        // per connection (measured: `cargo bench --bench full_login`).
-        let served = match tokio::spawn(crate::http::serve::serve(
-            listener, router, limits, shutdown,
-        ))
-        .await
-        {
+        // per connection (measured: `cargo bench --bench full_login`). Aborted if this future
+        // is dropped, as the loop itself would have been.
+        let serving = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            crate::http::serve::serve(listener, router, limits, shutdown),
+        ));
+        let served = match serving.await {
             Ok(served) => served,
             Err(e) => Err(std::io::Error::other(e)),
         };
