@@ -53,6 +53,8 @@ use crate::outbound::{ClientIdentity, OutboundSettings};
 use crate::routes;
 
 pub use crate::problem::ConfigProblem;
+pub use crate::store::StoreConfig;
+pub use crate::telemetry::LogFormat;
 pub use layers::{EnvOverride, env_var_name};
 pub use pages::{MAX_FORUM_NAME_CHARS, PagesConfig, Rgb};
 pub use settings::Settings;
@@ -345,33 +347,6 @@ pub struct LogoutConfig {
     pub relay_retry_for: Duration,
     /// Send the browser to the IdP's `end_session_endpoint` on `/logout`.
     pub rp_initiated: bool,
-}
-
-/// `[store]`
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Directory of the embedded store.
-    pub path: PathBuf,
-    /// Longest time a completed login waits to be committed with others (group commit); zero
-    /// makes every login wait for its own durable commit before the browser is sent back.
-    pub commit_interval: Duration,
-    /// The shared PostgreSQL store (`url`/`url_file` set); `None` for the embedded store.
-    pub postgres: Option<crate::store::PgSettings>,
-    /// How long a relay worker holds a claimed job before another replica may take it over.
-    pub relay_lease: Duration,
-    /// How often each relay worker looks for jobs it was not told about (queued by another
-    /// replica or the admin command, or whose lease ended).
-    pub poll_interval: Duration,
-    /// Most completed logins held in memory while the store cannot be written.
-    pub login_buffer: usize,
-}
-
-/// Log output format (`log.format`: `text` or `json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// `[log]`

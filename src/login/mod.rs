@@ -18,7 +18,6 @@ use openidconnect::Nonce;
 use serde::Deserialize;
 
 pub use in_flight::LoginInFlight;
-pub use replay::UsedStates;
 
 use crate::config::UserinfoMode;
 use crate::config::live::LiveMapping;
@@ -28,7 +27,7 @@ use crate::login_writer::LoginWriter;
 use crate::oidc::id_token::VerifiedIdToken;
 use crate::oidc::issuer_id::check_response_issuer;
 use crate::oidc::provider::{Provider, ProviderSlot, merge_claims};
-use crate::store::{CompletedLogin, LoginRecord, LogoutStore, SessionRecord};
+use crate::store::{CompletedLogin, LoginRecord, LogoutStore, SessionRecord, UsedStates};
 
 /// How long the bridge keeps a browser's session record (for `id_token_hint` at logout).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -154,7 +153,7 @@ impl LoginService {
         }
         let login = login.ok_or(AppError::UnknownLoginState)?;
         let valid_until = login.valid_until(self.login_timeout);
-        if !crate::store::mark_login_state_used(
+        if !replay::first_use_of_state(
             self.store.as_ref(),
             &self.used_states,
             &login.state,

@@ -8,6 +8,7 @@
 //! refused on every replica) and the relay jobs with their leases. The store never reads the
 //! clock: every time is an argument.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +19,11 @@ use sha2::{Digest as _, Sha256};
 pub mod copy;
 pub mod postgres;
 pub mod redb;
+mod used_states;
 
 pub use self::postgres::{PgSettings, PgStore};
 pub use self::redb::{DATABASE_FILE, RedbStore};
+pub use self::used_states::UsedStates;
 
 /// Identifier of a relay job, unique for the life of a store.
 pub type RelayJobId = u64;
@@ -404,39 +407,30 @@ pub fn login_state_digest(state: &str) -> [u8; 32] {
     Sha256::digest(state.as_bytes()).into()
 }
 
-/// The callback's "first use of this login state?" check: the store decides (so a callback
-/// replayed against another replica is refused); while the store fails, this replica's own
-/// memory `fallback` does, so that logins still complete during a database outage (a replay on
-/// another replica is then stopped by the IdP's single-use authorization code). `valid_until`
-/// is in Unix seconds.
-pub async fn mark_login_state_used(
-    store: &dyn LogoutStore,
-    fallback: &crate::login::UsedStates,
-    state: &str,
-    now: DateTime<Utc>,
-    valid_until: i64,
-) -> bool {
-    let keep_until = DateTime::from_timestamp(valid_until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let local = fallback.mark_used(state, now.timestamp(), valid_until);
-    match store
-        .mark_login_state_used(login_state_digest(state), now, keep_until)
-        .await
-    {
-        Ok(first) => first && local,
-        Err(error) => {
-            metrics::counter!("bridge_store_errors_total", "operation" => "login_state")
-                .increment(1);
-            tracing::warn!(%error, "the store cannot check the login state; this replica's memory decides");
-            local
-        }
-    }
+/// `[store]`, as the configuration parsed it.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the embedded store.
+    pub path: PathBuf,
+    /// Longest time a completed login waits to be committed with others (group commit); zero
+    /// makes every login wait for its own durable commit before the browser is sent back.
+    pub commit_interval: Duration,
+    /// The shared PostgreSQL store (`url`/`url_file` set); `None` for the embedded store.
+    pub postgres: Option<PgSettings>,
+    /// How long a relay worker holds a claimed job before another replica may take it over.
+    pub relay_lease: Duration,
+    /// How often each relay worker looks for jobs it was not told about (queued by another
+    /// replica or the admin command, or whose lease ended).
+    pub poll_interval: Duration,
+    /// Most completed logins held in memory while the store cannot be written.
+    pub login_buffer: usize,
 }
 
 /// Opens the store `[store]` configures: PostgreSQL when `url` is set, otherwise the embedded
 /// file under `path`. Does not connect to PostgreSQL: the pool connects (and migrates the
 /// schema, [`LogoutStore::prepare`]) on first use, so a bridge starts while its database is
 /// still coming up.
-pub fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn LogoutStore>, StoreError> {
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn LogoutStore>, StoreError> {
     match &config.postgres {
         Some(settings) => Ok(Arc::new(PgStore::new(settings)?)),
         None => Ok(Arc::new(RedbStore::open(&config.path)?)),

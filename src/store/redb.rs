@@ -8,9 +8,9 @@
 //! the embedded store serves one replica, and a restart forgets them as it always did (the IdP's
 //! single-use authorization codes remain the backstop).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ClaimedJob, CompletedLogin, LoginRecord, LogoutStore, PruneReport, RelayJob, RelayJobId,
-    RelayReason, ScimKind, ScimWrite, SessionRecord, StoreError, millis,
+    RelayReason, ScimKind, ScimWrite, SessionRecord, StoreError, UsedStates, millis,
 };
 
 macro_rules! redb_error_from {
@@ -151,45 +151,8 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug)]
 pub struct RedbStore {
     embedded: Arc<Embedded>,
-    /// SHA-256 of used login states → keep-until (ms); per process (see the module docs).
-    used_states: Mutex<UsedStates>,
-}
-
-/// The used login states of this process, swept of expired entries whenever the map has
-/// doubled since the last sweep: amortized O(1) per login instead of a scan of every state of
-/// the last `login_timeout` on each one. `prune` sweeps too.
-#[derive(Debug, Default)]
-struct UsedStates {
-    keep_until: HashMap<[u8; 32], i64>,
-    /// Entries left by the last sweep (at least [`UsedStates::SWEEP_FLOOR`]).
-    swept_len: usize,
-}
-
-impl UsedStates {
-    /// Below this many entries no sweep is worth it.
-    const SWEEP_FLOOR: usize = 1024;
-
-    /// Removes the entries expired at `now_ms`, returning how many went.
-    fn sweep(&mut self, now_ms: i64) -> usize {
-        let before = self.keep_until.len();
-        self.keep_until.retain(|_, until| *until > now_ms);
-        self.swept_len = self.keep_until.len().max(Self::SWEEP_FLOOR);
-        before - self.keep_until.len()
-    }
-
-    /// Records `digest` as used until `keep_until_ms`; false if it already is at `now_ms`.
-    fn mark(&mut self, digest: [u8; 32], now_ms: i64, keep_until_ms: i64) -> bool {
-        if self.keep_until.len() >= self.swept_len.max(Self::SWEEP_FLOOR) * 2 {
-            self.sweep(now_ms);
-        }
-        match self.keep_until.get(&digest) {
-            Some(until) if *until > now_ms => false,
-            _ => {
-                self.keep_until.insert(digest, keep_until_ms);
-                true
-            }
-        }
-    }
+    /// Used login states; per process (see the module docs).
+    used_states: UsedStates,
 }
 
 /// The synchronous half: one redb database.
@@ -203,7 +166,7 @@ impl RedbStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             embedded: Arc::new(Embedded::open(dir)?),
-            used_states: Mutex::new(UsedStates::default()),
+            used_states: UsedStates::default(),
         })
     }
 
@@ -863,12 +826,7 @@ impl LogoutStore for RedbStore {
         now: DateTime<Utc>,
         keep_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now_ms = now.timestamp_millis();
-        let mut used = match self.used_states.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        Ok(used.mark(digest, now_ms, keep_until.timestamp_millis()))
+        Ok(self.used_states.mark(digest, now, keep_until))
     }
 
     async fn scim_get(&self, kind: ScimKind, id: &str) -> Result<Option<String>, StoreError> {
@@ -962,14 +920,7 @@ impl LogoutStore for RedbStore {
         now: DateTime<Utc>,
         login_retention: Duration,
     ) -> Result<PruneReport, StoreError> {
-        let now_ms = now.timestamp_millis();
-        let login_states = {
-            let mut used = match self.used_states.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            u64::try_from(used.sweep(now_ms)).unwrap_or(u64::MAX)
-        };
+        let login_states = u64::try_from(self.used_states.sweep(now)).unwrap_or(u64::MAX);
         let mut report = self.run(move |db| db.prune(now, login_retention)).await?;
         report.login_states = login_states;
         Ok(report)
@@ -985,25 +936,6 @@ mod tests {
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
-    }
-
-    #[test]
-    fn used_login_states_are_swept_as_they_expire_without_a_prune() {
-        let mut used = UsedStates::default();
-        // 20,000 logins, one a second, each state kept for 60 s: at most a minute's worth
-        // is live, and the map never holds more than twice that or the floor.
-        for n in 0..20_000_i64 {
-            let digest = {
-                let mut digest = [0; 32];
-                digest[..8].copy_from_slice(&n.to_be_bytes());
-                digest
-            };
-            assert!(used.mark(digest, n * 1000, (n + 60) * 1000));
-            assert!(!used.mark(digest, n * 1000, (n + 60) * 1000), "a replay");
-            assert!(used.keep_until.len() <= 2 * UsedStates::SWEEP_FLOOR);
-        }
-        let live = used.keep_until.len();
-        assert_eq!(used.sweep(20_000 * 1000), live - 59);
     }
 
     #[test]
