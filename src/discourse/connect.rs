@@ -8,7 +8,7 @@
 //! accepts them (line breaks and missing padding allowed, URL-safe Base64 refused).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use base64::Engine as _;
@@ -383,7 +383,8 @@ impl Payload {
     /// Discourse reads as unset.
     pub fn from_query(query: &str) -> Result<Payload, ConnectError> {
         let mut payload = Payload::new();
-        let mut seen_keys = HashSet::new();
+        // Few keys: ordered comparisons beat hashing each with SipHash.
+        let mut seen_keys = BTreeSet::new();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (raw_key, raw_value) = match pair.split_once('=') {
                 Some((key, value)) => (key, Some(value)),

@@ -126,14 +126,20 @@ pub fn router(
     } else {
         Router::new().nest(prefix, router.clone()).merge(router)
     };
+    // One `Router::layer` call with the three layers composed: each call wraps every route
+    // in another boxed service, cloned again for every request.
     let router = router
         .fallback(not_found)
-        .layer(CookieManagerLayer::new())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::finish_response,
-        ))
-        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(
+            ServiceBuilder::new()
+                .layer(RequestBodyLimitLayer::new(max_body))
+                .map_request(|request: axum::http::Request<_>| request.map(axum::body::Body::new))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::finish_response,
+                ))
+                .layer(CookieManagerLayer::new()),
+        )
         // SCIM answers every error (oversized bodies included) in its own format and sets its
         // own body limit, so it joins below the bridge's page and body-limit layers.
         .merge(scim_routes(&state))
