@@ -65,9 +65,10 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Serves `service` (the bridge's router and its layers) on `listener` until `shutdown` resolves, then lets the connections finish
-/// their requests in flight (each is told to close after its current response) and returns.
-/// Every request carries the peer address as `ConnectInfo<SocketAddr>`.
+/// Serves `service` (the bridge's router and its layers) on `listener` until `shutdown`
+/// resolves, then lets the connections finish their requests in flight (each is told to close
+/// after its current response) and returns. Every request carries the peer address as
+/// `ConnectInfo<SocketAddr>`, its body as an axum `Body`.
 pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
