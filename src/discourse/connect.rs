@@ -640,10 +640,12 @@ fn form_decode(text: &str) -> Cow<'_, [u8]> {
         // Nothing to decode: keys and most values.
         return Cow::Borrowed(text.as_bytes());
     }
-    if !text.contains('+') {
-        return Cow::Owned(percent_encoding::percent_decode_str(text).collect());
-    }
-    let spaced = text.replace('+', " ");
+    // A copy only when there is a `+` to turn into a space.
+    let spaced = if text.contains('+') {
+        Cow::Owned(text.replace('+', " "))
+    } else {
+        Cow::Borrowed(text)
+    };
     Cow::Owned(percent_encoding::percent_decode_str(&spaced).collect())
 }
 
